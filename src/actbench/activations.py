@@ -172,7 +172,8 @@ def resolve_params(name: str, **params: float | bool | None) -> dict[str, float 
 
 def build(name: str, **params: float | bool | None) -> nn.Module:
     """A fresh activation module (call once per layer so learnable parameters are not shared)."""
-    return REGISTRY[name].build(**resolve_params(name, **params))
+    resolved = resolve_params(name, **params)
+    return REGISTRY[name].build(**resolved)
 
 
 def _second_moment(module: nn.Module, n_points: int = 200) -> float:
@@ -196,7 +197,9 @@ def _init_gain_cached(name: str, frozen_params: tuple[tuple[str, float | bool], 
 def init_gain(name: str, **params: float | bool | None) -> float:
     """Variance-preserving gain g: with W ~ N(0, g²/fan_in), E[z²] of pre-activations stays 1.
 
-    g² = 1 / E[f(z)²], z ~ N(0, 1), computed numerically (ReLU gives √2, identity 1).
+    g² = 1 / E[f(z)²], z ~ N(0, 1), computed numerically (ReLU gives √2, identity 1). This makes
+    E[z²] = 1 a fixed point of the layer-to-layer variance map; for non-homogeneous activations
+    (GELU, SiLU) the fixed point is mildly unstable, so very deep, narrow nets still drift.
     """
     resolved = resolve_params(name, **params)
     return _init_gain_cached(name, tuple(sorted(resolved.items())))

@@ -1,0 +1,326 @@
+"""Structured config schemas (Hydra ConfigStore) and their validation.
+
+Every config group is typed by a dataclass here: OmegaConf rejects unknown keys and wrong types
+while composing, and :func:`validate` checks ranges, choices and combinations afterwards. All
+errors become :class:`ConfigError`, whose message is one line naming the key, the value and what
+is allowed; :func:`one_line_error` turns Hydra's and OmegaConf's multi-line errors into the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from actbench import activations
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message is a single line."""
+
+
+def choice(default: str, *options: str) -> Any:
+    """A string field restricted to ``options`` (checked by :func:`validate`)."""
+    return field(default=default, metadata={"choices": options})
+
+
+def bounded(default: Any, *, ge: float | None = None, gt: float | None = None,
+            le: float | None = None, lt: float | None = None) -> Any:  # fmt: skip
+    """A numeric field with inclusive (ge/le) or exclusive (gt/lt) bounds; ``None`` is allowed."""
+    return field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "lt": lt})
+
+
+DATASETS = ("mnist1d", "digits")
+
+
+@dataclass
+class DataConfig:
+    _target_: str = "actbench.data.DataModule"
+    name: str = choice("mnist1d", *DATASETS)
+    root: str = "data"  # cache folder for generated data and downloaded files
+    batch_size: int = bounded(128, ge=1)
+    full_batch: bool = False  # one batch = the whole training split (gradient-descent experiments)
+    val_fraction: float = bounded(0.1, gt=0.0, lt=1.0)
+    split_seed: int = 0  # fixed across runs so every seed and activation sees the same split
+    num_samples: int | None = bounded(None, ge=100)  # mnist1d only: total generated samples
+    eval_batch_size: int = bounded(1024, ge=1)
+
+
+@dataclass
+class ModelConfig:
+    _target_: str = MISSING
+    _partial_: bool = True  # input shape and activation are supplied from the data at build time
+    name: str = MISSING
+
+
+@dataclass
+class MLPConfig(ModelConfig):
+    _target_: str = "actbench.models.mlp.MLP"
+    name: str = "mlp"
+    depth: int = bounded(3, ge=1)  # hidden layers
+    width: int = bounded(256, ge=1)
+    norm: str = choice("none", "none", "batch", "layer")
+    dropout: float = bounded(0.0, ge=0.0, lt=1.0)
+    init: str = choice("activation", "activation", "kaiming", "xavier", "unit_norm")
+
+
+@dataclass
+class ActivationConfig:
+    _target_: str = "actbench.activations.build"
+    _partial_: bool = True  # a factory: each layer gets its own module
+    name: str = choice("gelu", *activations.names())
+    negative_slope: float | None = None  # leaky_relu
+    alpha: float | None = None  # elu
+    beta: float | None = None  # swish, softplus
+    learnable: bool | None = None  # swish
+    sigma: float | None = None  # noisy_relu
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = choice("adam", "sgd", "adam", "adamw")
+    lr: float = bounded(1e-3, gt=0.0)
+    weight_decay: float = bounded(0.0, ge=0.0)
+    momentum: float = bounded(0.0, ge=0.0, lt=1.0)  # sgd only; 0 = plain gradient descent
+    beta1: float = bounded(0.9, ge=0.0, lt=1.0)  # adam/adamw
+    beta2: float = bounded(0.999, ge=0.0, lt=1.0)  # adam/adamw
+    schedule: str = choice("none", "none", "cosine")
+    warmup_steps: int = bounded(0, ge=0)
+
+
+@dataclass
+class TrainerConfig:
+    _target_: str = "pytorch_lightning.Trainer"
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    num_nodes: int = bounded(1, ge=1)
+    precision: str = choice("32-true", "32-true", "64-true", "bf16-mixed", "16-mixed")
+    max_steps: int = bounded(3000, ge=1)  # the step budget: equal across activations
+    max_epochs: int = -1  # -1: the step budget alone decides
+    check_val_every_n_epoch: int = bounded(1, ge=1)
+    log_every_n_steps: int = bounded(50, ge=1)
+    gradient_clip_val: float | None = bounded(None, gt=0.0)
+    deterministic: bool = False
+    enable_progress_bar: bool = True
+    enable_model_summary: bool = False
+    num_sanity_val_steps: int = 0
+    benchmark: bool = False
+
+
+@dataclass
+class LoggerConfig:
+    wandb: bool = True
+    mode: str = choice("auto", "auto", "online", "offline", "disabled")
+    project: str = "actbench"
+    entity: str | None = None
+    group: str | None = None  # default: the configuration minus the seed
+    tags: list[str] = field(default_factory=list)
+    init_timeout_s: float = bounded(20.0, gt=0.0)
+
+
+@dataclass
+class Config:
+    data: DataConfig = MISSING
+    model: ModelConfig = MISSING
+    activation: ActivationConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    callbacks: dict[str, Any] = field(default_factory=dict)  # name -> Lightning callback node
+    seed: int = 0
+    loss: str = choice("ce", "ce", "mse")
+    torch_threads: int | None = bounded(None, ge=1)
+    matmul_precision: str = choice("highest", "highest", "high", "medium")
+    run_dir: str = "."  # set by Hydra to the job's output folder
+    rerun: bool = False  # train again even if this run's record says completed
+
+
+def register_configs() -> None:
+    """Store the schemas; group options reference theirs through their defaults lists."""
+    cs = ConfigStore.instance()
+    cs.store(name="actbench_schema", node=Config)
+    cs.store(group="model", name="_schema_mlp", node=MLPConfig)
+
+
+# --- validation -----------------------------------------------------------------------------
+
+
+def _check_field(path: str, value: Any, meta: dict) -> None:
+    if value is None:
+        return
+    options = meta.get("choices")
+    if options is not None and value not in options:
+        raise ConfigError(f"{path}={value!r} is not allowed; valid: {', '.join(options)}")
+    limits = [
+        ("ge", lambda v, b: v >= b, ">="),
+        ("gt", lambda v, b: v > b, ">"),
+        ("le", lambda v, b: v <= b, "<="),
+        ("lt", lambda v, b: v < b, "<"),
+    ]
+    for key, ok, symbol in limits:
+        bound = meta.get(key)
+        if bound is not None and not ok(value, bound):
+            allowed = " and ".join(
+                f"{s} {meta[k]:g}" for k, _, s in limits if meta.get(k) is not None
+            )
+            raise ConfigError(f"{path}={value!r} is out of range; must be {allowed}")
+
+
+def _walk(obj: Any, prefix: str) -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        path = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            _walk(value, path + ".")
+        else:
+            _check_field(path, value, dict(f.metadata))
+
+
+def validate(cfg: DictConfig) -> Config:
+    """Check ranges, choices and combinations; return the typed config object."""
+    try:
+        obj: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    except Exception as err:  # missing mandatory values, failed interpolations
+        raise ConfigError(one_line_error(err)) from err
+    _walk(obj, "")
+    act = obj.activation
+    try:
+        activations.resolve_params(act.name, **activation_params(act))
+    except activations.ActivationError as err:
+        raise ConfigError(str(err)) from err
+    opt = obj.optimizer
+    if opt.name != "sgd" and opt.momentum != 0.0:
+        raise ConfigError(
+            f"optimizer.momentum={opt.momentum!r} applies to sgd only; "
+            f"optimizer.name={opt.name!r} uses beta1/beta2"
+        )
+    if obj.data.num_samples is not None and obj.data.name != "mnist1d":
+        raise ConfigError(
+            f"data.num_samples={obj.data.num_samples!r} applies to mnist1d only; "
+            f"data.name={obj.data.name!r} has a fixed size"
+        )
+    if obj.trainer.max_epochs < -1 or obj.trainer.max_epochs == 0:
+        raise ConfigError(
+            f"trainer.max_epochs={obj.trainer.max_epochs!r} is not allowed; "
+            "valid: -1 (step budget only) or >= 1"
+        )
+    return obj
+
+
+def activation_params(act: ActivationConfig) -> dict[str, Any]:
+    """The activation's parameters as given (None = registry default)."""
+    return {
+        f.name: getattr(act, f.name)
+        for f in dataclasses.fields(act)
+        if f.name not in ("_target_", "_partial_", "name")
+    }
+
+
+# --- run identity ---------------------------------------------------------------------------
+
+# Keys that change where or how a run is shown or stored, not what it computes.
+NON_IDENTITY_KEYS = ("run_dir", "rerun", "logger", "callbacks", "torch_threads", "data.root",
+                     "trainer.enable_progress_bar", "trainer.enable_model_summary",
+                     "trainer.accelerator")  # fmt: skip
+
+
+def run_identity(cfg: DictConfig, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The resolved config minus presentation keys: what decides a run's numbers."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    for dotted in (*NON_IDENTITY_KEYS, *drop):
+        *parents, leaf = dotted.split(".")
+        node = container
+        for part in parents:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return container
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def run_id(cfg: DictConfig) -> str:
+    """Stable 10-hex-digit id: equal configurations get equal ids however they were spelled."""
+    return _digest(run_identity(cfg))
+
+
+def group_id(cfg: DictConfig) -> str:
+    """The configuration minus the seed, so W&B groups average over seeds."""
+    return _digest(run_identity(cfg, drop=("seed",)))
+
+
+def _run_dirname(override_dirname: str) -> str:
+    # Hydra gives "a=1,b=2": a readable, bounded prefix made unique by a hash of the overrides.
+    readable = re.sub(r"[^A-Za-z0-9_.=,-]+", "-", override_dirname)[:80] or "default"
+    return f"{readable}__{hashlib.sha1(override_dirname.encode()).hexdigest()[:8]}"
+
+
+if not OmegaConf.has_resolver("actbench_run_dirname"):
+    OmegaConf.register_new_resolver("actbench_run_dirname", _run_dirname)
+
+
+# --- one-line errors ------------------------------------------------------------------------
+
+
+def _schema_keys(path: str) -> list[str] | None:
+    """Valid keys at a dotted path of the schema, e.g. 'optimizer' -> OptimizerConfig fields."""
+    node: Any = Config
+    for part in [p for p in path.split(".") if p]:
+        hints = {f.name: f.type for f in dataclasses.fields(node)} if node else {}
+        if part not in hints:
+            return None
+        node = {
+            "data": DataConfig,
+            "model": MLPConfig,
+            "activation": ActivationConfig,
+            "optimizer": OptimizerConfig,
+            "trainer": TrainerConfig,
+            "logger": LoggerConfig,
+        }.get(part) if node is Config else None
+        if node is None:
+            return None
+    return [f.name for f in dataclasses.fields(node) if not f.name.startswith("_")]
+
+
+def one_line_error(err: BaseException) -> str:
+    """Condense a Hydra/OmegaConf/actbench error into one line naming key, value and choices."""
+    chain: list[BaseException] = []
+    cur: BaseException | None = err
+    while cur is not None and cur not in chain:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    for e in chain:
+        if isinstance(e, ConfigError):
+            return str(e)
+    text = "\n".join(str(e) for e in chain)
+    missing_opt = re.search(r"Could not find '([^']+)/([^']+)'", text)
+    if missing_opt:
+        group, option = missing_opt.groups()
+        options = re.findall(r"^\t(\S+)$", text, flags=re.M)
+        options = [o for o in options if not o.startswith("_schema")]
+        return f"{group}={option} is not an option of '{group}'; valid: {', '.join(options)}"
+    unknown = re.search(r"Key '([^']+)' not in '(\w+)'", text)
+    full_key = re.search(r"full_key: (\S+)", text)
+    if unknown:
+        key_path = full_key.group(1) if full_key else unknown.group(1)
+        parent = key_path.rsplit(".", 1)[0] if "." in key_path else ""
+        keys = _schema_keys(parent)
+        valid = f"; valid keys: {', '.join(keys)}" if keys else ""
+        return f"{key_path}: unknown key{valid}"
+    conv = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)", text)
+    if conv and full_key:
+        return f"{full_key.group(1)}={conv.group(1)!r} has the wrong type; expected {conv.group(2)}"
+    not_opt = re.search(r"field '([^']+)' is not Optional", text)
+    if not_opt:
+        return f"{not_opt.group(1)}=None is not allowed; this key needs a value"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
+    return first

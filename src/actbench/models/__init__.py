@@ -1,0 +1,1 @@
+"""Model families whose nonlinearity is a config choice."""

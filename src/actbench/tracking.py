@@ -1,0 +1,95 @@
+"""Experiment tracking: W&B (offline unless an API key is configured) beside the local CSV log."""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+
+log = logging.getLogger(__name__)
+
+
+def has_wandb_api_key() -> bool:
+    """True when W&B could authenticate without asking: env var or a netrc entry for its host."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or ""
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_mode(requested: str) -> str:
+    """Resolve ``auto``: ``WANDB_MODE`` wins, then online with a key, else offline (never asks)."""
+    env = os.environ.get("WANDB_MODE")
+    if env in ("disabled", "offline", "online"):
+        return env
+    if env == "dryrun":
+        return "offline"
+    if requested != "auto":
+        return requested
+    return "online" if has_wandb_api_key() else "offline"
+
+
+def _settings(timeout_s: float):
+    import wandb
+
+    # Tiny runs: no console capture, no system-stats sampler, bounded start-up.
+    return wandb.Settings(init_timeout=timeout_s, console="off", x_disable_stats=True, silent=True)
+
+
+def start_wandb(
+    run_dir: Path,
+    run_id: str,
+    name: str,
+    group: str,
+    config: dict[str, Any],
+    project: str = "actbench",
+    entity: str | None = None,
+    tags: list[str] | None = None,
+    mode: str = "auto",
+    init_timeout_s: float = 20.0,
+) -> WandbLogger | None:
+    """A started W&B logger, falling back to offline (one warning) if online start-up fails."""
+    resolved = wandb_mode(mode)
+    if resolved == "disabled":
+        return None
+    os.environ.setdefault("WANDB_START_METHOD", "thread")  # joblib/loky workers and fork clash
+    kwargs = dict(project=project, entity=entity, name=name, group=group, id=run_id,
+                  save_dir=str(run_dir), tags=tags or [], config=config, resume="allow")  # fmt: skip
+    logger = WandbLogger(mode=resolved, settings=_settings(init_timeout_s), **kwargs)
+    try:
+        run = logger.experiment  # starts the run now, not at the first log call
+    except Exception as err:
+        if resolved != "online":
+            raise
+        log.warning("W&B online start failed (%s); logging offline instead", str(err)[:200])
+        logger = WandbLogger(mode="offline", settings=_settings(init_timeout_s), **kwargs)
+        run = logger.experiment
+    run.define_metric("val/acc", summary="max")
+    run.define_metric("val/acc_best", summary="max")
+    run.define_metric("val/loss", summary="min")
+    return logger
+
+
+def csv_logger(run_dir: Path) -> CSVLogger:
+    """Lightning's CSV logger writing ``metrics.csv`` straight into the run folder."""
+    return CSVLogger(save_dir=str(run_dir), name="", version="")
+
+
+def finish_wandb(logger: Logger | None, exit_code: int, summary: dict[str, Any]) -> None:
+    """Close the W&B run (a non-zero exit code marks it failed), writing summary values first."""
+    if not isinstance(logger, WandbLogger):
+        return
+    import wandb
+
+    if wandb.run is not None:
+        for key, value in summary.items():
+            wandb.run.summary[key] = value
+        wandb.finish(exit_code=exit_code)

@@ -1,0 +1,234 @@
+"""Hydra entry point: ``python -m actbench.train [overrides]`` (console script ``actbench-train``).
+
+Seed, instantiate, fit, test, write the run record, and always close the W&B run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from actbench.config import ConfigError, group_id, one_line_error, register_configs, run_id
+
+log = logging.getLogger("actbench.train")
+register_configs()
+
+# Known-harmless library chatter that would bury the one line a user needs.
+for _pattern in (".*LeafSpec.*", ".*smaller than the logging interval.*",
+                 ".*exists and is not empty.*", ".*does not have many workers.*"):  # fmt: skip
+    warnings.filterwarnings("ignore", message=_pattern)
+
+
+def _task_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _flat_config(cfg: Any, gain: float) -> dict[str, Any]:
+    """Flat keys for W&B tables and filters, beside the nested config."""
+    return {
+        "activation": cfg.activation.name,
+        "model": cfg.model.name,
+        "dataset": cfg.data.name,
+        "optimizer": cfg.optimizer.name,
+        "lr": cfg.optimizer.lr,
+        "seed": cfg.seed,
+        "batch_size": cfg.data.batch_size,
+        "max_steps": cfg.trainer.max_steps,
+        "depth": getattr(cfg.model, "depth", None),
+        "width": getattr(cfg.model, "width", None),
+        "loss": cfg.loss,
+        "init_gain": gain,
+    }
+
+
+def _set_aside_previous(run_dir: Path) -> None:
+    """Move a previous attempt's outputs into ``previous/<time>/`` so ``rerun`` loses nothing."""
+    keep = {".hydra", "previous", "train.log"}
+    old = [p for p in run_dir.iterdir() if p.name not in keep]
+    if not old:
+        return
+    dest = run_dir / "previous" / time.strftime("%Y%m%d-%H%M%S")
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in old:
+        shutil.move(str(p), dest / p.name)
+    log.info("previous outputs moved to %s", dest)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one configuration end to end; return its summary record."""
+    import pytorch_lightning as pl
+    import torch
+    from hydra.utils import instantiate
+    from pytorch_lightning.callbacks import TQDMProgressBar
+
+    from actbench import record, tracking
+    from actbench.config import validate
+    from actbench.module import Classifier
+
+    typed = validate(cfg)
+    run_dir = Path(cfg.run_dir).resolve()
+    overrides = _task_overrides()
+    rid = run_id(cfg)
+    previous = record.read_summary(run_dir)
+    if previous and previous.get("status") == "completed" and not cfg.rerun:
+        acc = previous.get("metrics", {}).get("test/acc")
+        print(f"actbench: run {rid} already completed in {run_dir} (test/acc={acc}); "
+              "pass rerun=true to train it again")  # fmt: skip
+        return previous
+    if previous and cfg.rerun:
+        _set_aside_previous(run_dir)
+
+    started = time.time()
+    if typed.torch_threads:
+        torch.set_num_threads(typed.torch_threads)
+    torch.set_float32_matmul_precision(typed.matmul_precision)
+    pl.seed_everything(typed.seed, workers=True, verbose=False)
+
+    datamodule = instantiate(cfg.data, seed=typed.seed)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    activation = instantiate(cfg.activation)
+    # Same seed -> same init stream for every activation (common random numbers).
+    torch.manual_seed(typed.seed)
+    model = instantiate(cfg.model)(
+        input_shape=datamodule.input_shape,
+        num_classes=datamodule.num_classes,
+        activation=activation,
+    )
+    module = Classifier(
+        model,
+        num_classes=datamodule.num_classes,
+        optimizer=OmegaConf.to_container(cfg.optimizer),
+        loss=typed.loss,
+        max_steps=typed.trainer.max_steps,
+        log_every_n_steps=typed.trainer.log_every_n_steps,
+    )
+
+    summary: dict[str, Any] = {
+        "status": "running",
+        "run_id": rid,
+        "overrides": overrides,
+        "metrics": {},
+        "diverged_at_step": None,
+        "wall_time_s": None,
+        "activation": {"name": typed.activation.name, "init_gain": model.init_gain},
+        "seeds": {"seed": typed.seed, "data_split_seed": typed.data.split_seed},
+        "data": datamodule.stats,
+    }
+    # W&B ids are global to a project: the config hash plus a nonce kept in the record, so
+    # a resumed attempt reuses its id while other machines and reruns get their own.
+    wandb_id = (previous or {}).get("wandb_id") if not cfg.rerun else None
+    summary["wandb_id"] = wandb_id or f"{rid}-{secrets.token_hex(3)}"
+    summary_path = run_dir / record.SUMMARY
+    record.atomic_write_json(summary_path, summary)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+
+    gid = cfg.logger.group or (
+        f"{typed.model.name}-{typed.activation.name}-{typed.data.name}-{group_id(cfg)}"
+    )
+    flat = _flat_config(typed, model.init_gain)
+    loggers: list[Any] = [tracking.csv_logger(run_dir)]
+    wandb_logger = None
+    if typed.logger.wandb:
+        wandb_logger = tracking.start_wandb(
+            run_dir,
+            summary["wandb_id"],
+            name=f"{typed.activation.name}-{typed.model.name}-{typed.data.name}-s{typed.seed}",
+            group=gid,
+            config={**flat, "cfg": OmegaConf.to_container(cfg, resolve=True)},
+            project=typed.logger.project,
+            entity=typed.logger.entity,
+            tags=list(typed.logger.tags),
+            mode=typed.logger.mode,
+            init_timeout_s=typed.logger.init_timeout_s,
+        )
+        if wandb_logger is not None:
+            loggers.append(wandb_logger)
+
+    callbacks = [instantiate(node) for node in cfg.callbacks.values()]
+    if typed.trainer.enable_progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks,
+                          default_root_dir=str(run_dir))  # fmt: skip
+    exit_code = 1
+    try:
+        last = run_dir / "last.ckpt"
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
+        trainer.test(module, datamodule=datamodule, verbose=False)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        summary.update(status="completed", metrics=dict(sorted(metrics.items())))
+        exit_code = 0
+    except BaseException as err:
+        summary.update(status="failed", error=one_line_error(err)[:500])
+        raise
+    finally:
+        summary["wall_time_s"] = round(time.time() - started, 3)
+        summary["steps"] = trainer.global_step
+        summary["peak_memory"] = record.peak_memory()
+        summary["reproducibility"] = record.reproducibility(trainer.strategy.root_device)
+        summary["wandb"] = {"group": gid, "dir": str(run_dir / "wandb")} if wandb_logger else None
+        if trainer.is_global_zero:
+            record.atomic_write_json(summary_path, summary)
+        tracking.finish_wandb(wandb_logger, exit_code, summary["metrics"])
+    acc = summary["metrics"].get("test/acc", float("nan"))
+    print(f"actbench: {summary['status']} {typed.activation.name} {typed.model.name} on "
+          f"{typed.data.name}: test/acc={acc:.4f} in {summary['wall_time_s']:.1f} s -> {run_dir}")  # fmt: skip
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+USER_ERRORS = (ConfigError,)
+
+
+def main() -> None:
+    """Console entry: user errors print one line (full traceback with ``HYDRA_FULL_ERROR=1``)."""
+    from actbench.activations import ActivationError
+    from actbench.data import DataError
+
+    user_wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    # Let Hydra raise instead of printing its multi-line report; we condense it below.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        _hydra_main()
+    except (ConfigError, ActivationError, DataError, Exception) as err:
+        if user_wants_traceback or not _is_user_error(err):
+            raise
+        print(f"actbench: error: {one_line_error(err)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _is_user_error(err: BaseException) -> bool:
+    """Bad input (config, data files) rather than a bug: those get the one-line treatment."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from actbench.activations import ActivationError
+    from actbench.data import DataError
+
+    user = (ConfigError, ActivationError, DataError, HydraException, OmegaConfBaseException)
+    cur: BaseException | None = err
+    while cur is not None:
+        if isinstance(cur, user):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+if __name__ == "__main__":
+    main()
