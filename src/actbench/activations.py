@@ -81,7 +81,7 @@ class StochasticGELU(nn.Module):
 
     @staticmethod
     def expected_square(x: torch.Tensor) -> torch.Tensor:
-        # E[(m·x)²] = x²·Φ(x) because m² = m: the training-mode second moment the init must preserve.
+        # E[(m·x)²] = x²·Φ(x) since m² = m: the training-mode second moment the init preserves.
         return x * x * normal_cdf(x)
 
 
@@ -163,7 +163,9 @@ def resolve_params(name: str, **params: float | bool | None) -> dict[str, float 
             )
         bound = PARAM_LOWER_BOUNDS.get(key)
         if bound is not None and not float(value) > bound:
-            raise ActivationError(f"activation.{key}={value!r} is out of range; must be > {bound:g}")
+            raise ActivationError(
+                f"activation.{key}={value!r} is out of range; must be > {bound:g}"
+            )
         if key == "negative_slope" and not 0.0 <= float(value) < 1.0:
             raise ActivationError(f"activation.{key}={value!r} is out of range; must be in [0, 1)")
         resolved[key] = value
@@ -189,7 +191,7 @@ def _second_moment(module: nn.Module, n_points: int = 200) -> float:
     return float((sq.numpy() * weights).sum() / math.sqrt(2.0 * math.pi))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _init_gain_cached(name: str, frozen_params: tuple[tuple[str, float | bool], ...]) -> float:
     return 1.0 / math.sqrt(_second_moment(build(name, **dict(frozen_params))))
 

@@ -30,8 +30,14 @@ def choice(default: str, *options: str) -> Any:
     return field(default=default, metadata={"choices": options})
 
 
-def bounded(default: Any, *, ge: float | None = None, gt: float | None = None,
-            le: float | None = None, lt: float | None = None) -> Any:  # fmt: skip
+def bounded(
+    default: Any,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
     """A numeric field with inclusive (ge/le) or exclusive (gt/lt) bounds; ``None`` is allowed."""
     return field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "lt": lt})
 
@@ -164,7 +170,7 @@ def _check_field(path: str, value: Any, meta: dict) -> None:
         ("le", lambda v, b: v <= b, "<="),
         ("lt", lambda v, b: v < b, "<"),
     ]
-    for key, ok, symbol in limits:
+    for key, ok, _ in limits:
         bound = meta.get(key)
         if bound is not None and not ok(value, bound):
             allowed = " and ".join(
@@ -183,12 +189,27 @@ def _walk(obj: Any, prefix: str) -> None:
             _check_field(path, value, dict(f.metadata))
 
 
+def _reject_unknown_keys(node: DictConfig, schema: Any, prefix: str) -> None:
+    """Keys added with ``+key=value`` that no schema declares (free-form dicts excepted)."""
+    known = {f.name: f for f in dataclasses.fields(schema)}
+    for key in node:
+        if key == "hydra":
+            continue
+        if key not in known:
+            valid = ", ".join(k for k in known if not k.startswith("_"))
+            raise ConfigError(f"{prefix}{key}: unknown key; valid keys: {valid}")
+        child = getattr(schema, key)
+        if dataclasses.is_dataclass(child):
+            _reject_unknown_keys(node[key], child, f"{prefix}{key}.")
+
+
 def validate(cfg: DictConfig) -> Config:
     """Check ranges, choices and combinations; return the typed config object."""
     try:
         obj: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     except Exception as err:  # missing mandatory values, failed interpolations
         raise ConfigError(one_line_error(err)) from err
+    _reject_unknown_keys(cfg, obj, "")
     _walk(obj, "")
     act = obj.activation
     try:
@@ -226,9 +247,17 @@ def activation_params(act: ActivationConfig) -> dict[str, Any]:
 # --- run identity ---------------------------------------------------------------------------
 
 # Keys that change where or how a run is shown or stored, not what it computes.
-NON_IDENTITY_KEYS = ("run_dir", "rerun", "logger", "callbacks", "torch_threads", "data.root",
-                     "trainer.enable_progress_bar", "trainer.enable_model_summary",
-                     "trainer.accelerator")  # fmt: skip
+NON_IDENTITY_KEYS = (
+    "run_dir",
+    "rerun",
+    "logger",
+    "callbacks",
+    "torch_threads",
+    "data.root",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.accelerator",
+)
 
 
 def run_identity(cfg: DictConfig, drop: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -278,14 +307,18 @@ def _schema_keys(path: str) -> list[str] | None:
         hints = {f.name: f.type for f in dataclasses.fields(node)} if node else {}
         if part not in hints:
             return None
-        node = {
-            "data": DataConfig,
-            "model": MLPConfig,
-            "activation": ActivationConfig,
-            "optimizer": OptimizerConfig,
-            "trainer": TrainerConfig,
-            "logger": LoggerConfig,
-        }.get(part) if node is Config else None
+        node = (
+            {
+                "data": DataConfig,
+                "model": MLPConfig,
+                "activation": ActivationConfig,
+                "optimizer": OptimizerConfig,
+                "trainer": TrainerConfig,
+                "logger": LoggerConfig,
+            }.get(part)
+            if node is Config
+            else None
+        )
         if node is None:
             return None
     return [f.name for f in dataclasses.fields(node) if not f.name.startswith("_")]

@@ -190,7 +190,9 @@ class DataModule(pl.LightningDataModule):
             "val": (x_all[val_idx], y_all[val_idx]),
             "test": (x_test, y_test),
         }
-        self.splits = {k: (((x - mean) / std).to(device), y.to(device)) for k, (x, y) in raw.items()}
+        self.splits = {
+            k: (((x - mean) / std).to(device), y.to(device)) for k, (x, y) in raw.items()
+        }
         self.stats = {
             "dataset": self.name,
             "sizes": {k: len(v[1]) for k, v in self.splits.items()},
@@ -232,9 +234,16 @@ class DataModule(pl.LightningDataModule):
         world = trainer.world_size if trainer is not None else 1
         if train:
             size = len(x) // world if self.full_batch else self.batch_size
-            return IndexBatches(x, y, size, shuffle=not self.full_batch, seed=self.seed,
-                                rank=rank, world_size=world,
-                                epoch_fn=lambda: trainer.current_epoch if trainer else 0)  # fmt: skip
+            return IndexBatches(
+                x,
+                y,
+                size,
+                shuffle=not self.full_batch,
+                seed=self.seed,
+                rank=rank,
+                world_size=world,
+                epoch_fn=lambda: trainer.current_epoch if trainer else 0,
+            )
         return IndexBatches(x, y, self.eval_batch_size, shuffle=False, rank=rank, world_size=world)
 
     def train_dataloader(self) -> IndexBatches:

@@ -96,7 +96,9 @@ class Classifier(pl.LightningModule):
         cfg = self.optimizer_cfg
         name = cfg["name"]
         if name not in OPTIMIZERS:
-            raise ValueError(f"optimizer.name={name!r} is not an optimizer; valid: {list(OPTIMIZERS)}")
+            raise ValueError(
+                f"optimizer.name={name!r} is not an optimizer; valid: {list(OPTIMIZERS)}"
+            )
         kwargs: dict[str, Any] = {"lr": cfg["lr"], "weight_decay": cfg.get("weight_decay", 0.0)}
         if name == "sgd":
             kwargs["momentum"] = cfg.get("momentum", 0.0)
@@ -115,4 +117,7 @@ class Classifier(pl.LightningModule):
             return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -21,8 +21,18 @@ import torch
 
 SUMMARY = "summary.json"
 STATUSES = ("running", "completed", "diverged", "failed")
-PACKAGES = ("actbench", "torch", "pytorch-lightning", "torchmetrics", "hydra-core", "omegaconf",
-            "wandb", "numpy", "scikit-learn", "mnist1d")  # fmt: skip
+PACKAGES = (
+    "actbench",
+    "torch",
+    "pytorch-lightning",
+    "torchmetrics",
+    "hydra-core",
+    "omegaconf",
+    "wandb",
+    "numpy",
+    "scikit-learn",
+    "mnist1d",
+)
 
 
 def atomic_write_json(path: Path, data: dict[str, Any]) -> None:

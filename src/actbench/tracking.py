@@ -61,8 +61,17 @@ def start_wandb(
     if resolved == "disabled":
         return None
     os.environ.setdefault("WANDB_START_METHOD", "thread")  # joblib/loky workers and fork clash
-    kwargs = dict(project=project, entity=entity, name=name, group=group, id=run_id,
-                  save_dir=str(run_dir), tags=tags or [], config=config, resume="allow")  # fmt: skip
+    kwargs = dict(
+        project=project,
+        entity=entity,
+        name=name,
+        group=group,
+        id=run_id,
+        save_dir=str(run_dir),
+        tags=tags or [],
+        config=config,
+        resume="allow",
+    )
     logger = WandbLogger(mode=resolved, settings=_settings(init_timeout_s), **kwargs)
     try:
         run = logger.experiment  # starts the run now, not at the first log call

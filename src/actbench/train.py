@@ -24,8 +24,12 @@ log = logging.getLogger("actbench.train")
 register_configs()
 
 # Known-harmless library chatter that would bury the one line a user needs.
-for _pattern in (".*LeafSpec.*", ".*smaller than the logging interval.*",
-                 ".*exists and is not empty.*", ".*does not have many workers.*"):  # fmt: skip
+for _pattern in (
+    ".*LeafSpec.*",
+    ".*smaller than the logging interval.*",
+    ".*exists and is not empty.*",
+    ".*does not have many workers.*",
+):
     warnings.filterwarnings("ignore", message=_pattern)
 
 
@@ -51,6 +55,10 @@ def _flat_config(cfg: Any, gain: float) -> dict[str, Any]:
         "loss": cfg.loss,
         "init_gain": gain,
     }
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
 
 
 def _set_aside_previous(run_dir: Path) -> None:
@@ -84,8 +92,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     previous = record.read_summary(run_dir)
     if previous and previous.get("status") == "completed" and not cfg.rerun:
         acc = previous.get("metrics", {}).get("test/acc")
-        print(f"actbench: run {rid} already completed in {run_dir} (test/acc={acc}); "
-              "pass rerun=true to train it again")  # fmt: skip
+        print(
+            f"actbench: run {rid} already completed in {run_dir} (test/acc={acc}); "
+            "pass rerun=true to train it again"
+        )
         return previous
     if previous and cfg.rerun:
         _set_aside_previous(run_dir)
@@ -160,14 +170,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [instantiate(node) for node in cfg.callbacks.values()]
     if typed.trainer.enable_progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
-    trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks,
-                          default_root_dir=str(run_dir))  # fmt: skip
+    trainer = instantiate(
+        cfg.trainer, logger=loggers, callbacks=callbacks, default_root_dir=str(run_dir)
+    )
     exit_code = 1
     try:
         last = run_dir / "last.ckpt"
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
+        metrics = _scalars(trainer.callback_metrics)  # test() replaces the fit-time metrics
         trainer.test(module, datamodule=datamodule, verbose=False)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        metrics.update(_scalars(trainer.callback_metrics))
         summary.update(status="completed", metrics=dict(sorted(metrics.items())))
         exit_code = 0
     except BaseException as err:
@@ -183,30 +195,39 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             record.atomic_write_json(summary_path, summary)
         tracking.finish_wandb(wandb_logger, exit_code, summary["metrics"])
     acc = summary["metrics"].get("test/acc", float("nan"))
-    print(f"actbench: {summary['status']} {typed.activation.name} {typed.model.name} on "
-          f"{typed.data.name}: test/acc={acc:.4f} in {summary['wall_time_s']:.1f} s -> {run_dir}")  # fmt: skip
+    print(
+        f"actbench: {summary['status']} {typed.activation.name} {typed.model.name} on "
+        f"{typed.data.name}: test/acc={acc:.4f} in {summary['wall_time_s']:.1f} s -> {run_dir}"
+    )
     return summary
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
-    train(cfg)
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-
-USER_ERRORS = (ConfigError,)
+    try:
+        train(cfg)
+    except Exception as err:
+        # A single run stops here with one line; in a multirun the launcher records the failure.
+        single = HydraConfig.get().mode == RunMode.RUN
+        if single and _is_user_error(err) and os.environ.get("ACTBENCH_TRACEBACK") != "1":
+            print(f"actbench: error: {one_line_error(err)}", file=sys.stderr)
+            sys.exit(2)
+        raise
 
 
 def main() -> None:
     """Console entry: user errors print one line (full traceback with ``HYDRA_FULL_ERROR=1``)."""
-    from actbench.activations import ActivationError
-    from actbench.data import DataError
-
     user_wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    if user_wants_traceback:
+        os.environ["ACTBENCH_TRACEBACK"] = "1"
     # Let Hydra raise instead of printing its multi-line report; we condense it below.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         _hydra_main()
-    except (ConfigError, ActivationError, DataError, Exception) as err:
+    except Exception as err:
         if user_wants_traceback or not _is_user_error(err):
             raise
         print(f"actbench: error: {one_line_error(err)}", file=sys.stderr)

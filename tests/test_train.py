@@ -1,0 +1,69 @@
+"""End to end through the entry point: W&B offline folder and run record both hold the metrics."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import run_train
+
+WANDB = Path(sys.executable).parent / "wandb"
+
+
+def test_end_to_end_run_writes_wandb_offline_and_record(tmp_path: Path, data_root: Path):
+    run_dir = tmp_path / "run"
+    overrides = ["experiment=smoke", "logger=wandb", f"hydra.run.dir={run_dir}",
+                 f"data.root={data_root}", "trainer.max_steps=40"]  # fmt: skip
+    result = run_train(*overrides)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["steps"] == 40
+    metrics = summary["metrics"]
+    for key in ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss",
+                "test/acc"):  # fmt: skip
+        assert key in metrics, key
+    assert 0.5 < metrics["test/acc"] <= 1.0
+    assert metrics["val/acc_best"] >= metrics["val/acc"] - 1e-9
+    repro = summary["reproducibility"]
+    assert repro["versions"]["torch"] and repro["torch_threads"] >= 1
+    assert repro["git"]["commit"] is None or len(repro["git"]["commit"]) == 40
+    assert summary["data"]["fingerprint"] and summary["activation"]["init_gain"] > 1.5
+    assert summary["peak_memory"]["rss_mib"] > 0
+    assert (run_dir / "last.ckpt").exists() and (run_dir / "config.yaml").exists()
+
+    with open(run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    val_acc = [float(r["val/acc"]) for r in rows if r.get("val/acc")]
+    assert len(val_acc) >= 2 and max(val_acc) == metrics["val/acc_best"]
+
+    # The W&B offline run, read back with W&B's own inspector.
+    wandb_runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 1
+    inspected = subprocess.run(
+        [str(WANDB), "leet", "inspect", "--summary", "--json", str(wandb_runs[0])],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    info = json.loads(inspected.stdout)
+    assert info["state"] == "finished" and info["run_id"] == summary["wandb_id"]
+    assert abs(float(info["summary"]["test/acc"]) - metrics["test/acc"]) < 1e-6
+    config = info["config"]
+    assert config["activation"] == "gelu" and config["dataset"] == "digits"
+    assert config["seed"] == 0 and "cfg" in config
+
+    # The same command again finds the completed run and does not train it twice.
+    again = run_train(*overrides)
+    assert again.returncode == 0 and "already completed" in again.stdout
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+
+    # rerun=true trains again and keeps the previous attempt's outputs.
+    shutil.rmtree(run_dir / "wandb")
+    rerun = run_train(*overrides, "rerun=true", "logger=none")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    previous = list((run_dir / "previous").glob("*/summary.json"))
+    assert len(previous) == 1 and json.loads(previous[0].read_text())["status"] == "completed"
