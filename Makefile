@@ -4,9 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
+SWEEP ?= sweeps/default.yaml
+BACKEND ?= local
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-slow lint format atlas clean
+.PHONY: help install train sweep test test-slow lint format atlas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,6 +24,13 @@ install: $(STAMP)  ## create .venv with pip and install actbench with dev extras
 
 train: $(STAMP)  ## one training run (default: GELU MLP on MNIST-1D); overrides via ARGS
 	$(BIN)/python -m actbench.train $(ARGS)
+
+sweep: $(STAMP)  ## run a sweep file (SWEEP=sweeps/default.yaml) locally via Hydra multirun
+ifeq ($(BACKEND),local)
+	$(BIN)/actbench-sweep $(SWEEP) $(ARGS)
+else
+	@echo "make sweep: BACKEND=$(BACKEND) is not available yet; valid: local" >&2; exit 2
+endif
 
 test: $(STAMP)  ## install, then run the test suite (slow tests excluded)
 	$(BIN)/python -m pytest -q $(ARGS)
