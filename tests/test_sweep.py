@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
 
 from actbench import sweep
+from conftest import REPO
 
 
 def test_grid_overrides_from_wandb_format():
@@ -35,7 +35,9 @@ def test_unrunnable_sweeps_are_rejected(spec, fragment):
 
 def test_parameter_the_configs_lack_fails_before_running(tmp_path: Path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"method": "grid", "parameters": {"optimizer.lrr": {"value": 1}}}))
+    bad.write_text(
+        yaml.safe_dump({"method": "grid", "parameters": {"optimizer.lrr": {"value": 1}}})
+    )
     assert sweep.main([str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("actbench-sweep: error: optimizer.lrr: unknown key") and "\n" not in err

@@ -34,14 +34,14 @@ class Swish(nn.Module):
 
     def __init__(self, beta: float = 1.0, learnable: bool = False) -> None:
         super().__init__()
-        beta_tensor = torch.tensor(float(beta))
-        if learnable:
-            self.beta = nn.Parameter(beta_tensor)
-        else:
-            self.register_buffer("beta", beta_tensor)
+        # A fixed β stays a Python float: a float32 buffer would round 1.702 to 1.70200002.
+        self.beta: nn.Parameter | float = (
+            nn.Parameter(torch.tensor(float(beta))) if learnable else float(beta)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(self.beta.to(x.dtype) * x)
+        beta = self.beta.to(x.dtype) if isinstance(self.beta, torch.Tensor) else self.beta
+        return x * torch.sigmoid(beta * x)
 
     def extra_repr(self) -> str:
         return f"beta={float(self.beta):.4g}, learnable={isinstance(self.beta, nn.Parameter)}"
