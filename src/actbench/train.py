@@ -180,6 +180,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics = _scalars(trainer.callback_metrics)  # test() replaces the fit-time metrics
         trainer.test(module, datamodule=datamodule, verbose=False)
         metrics.update(_scalars(trainer.callback_metrics))
+        for callback in trainer.callbacks:  # final values of the diagnostics
+            metrics.update(getattr(callback, "last", {}))
         summary.update(status="completed", metrics=dict(sorted(metrics.items())))
         exit_code = 0
     except BaseException as err:

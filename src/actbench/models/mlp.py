@@ -68,6 +68,7 @@ class MLP(nn.Module):
         act_name = activation_name(activation)
         params = dict(activation.keywords) if isinstance(activation, partial) else {}
         params.pop("name", None)
+        self.activation_name = act_name
         self.init_gain = activations.init_gain(act_name, **params) if act_name else 1.0
         self.hidden = nn.ModuleList()
         for i in range(depth):

@@ -1,0 +1,126 @@
+"""What the three diagnostics share: the cadence, the probe, eval-mode isolation and logging."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities.seed import isolate_rng
+from torch import nn
+
+
+def log_spaced_steps(total: int, points: int) -> list[int]:
+    """At least ``points`` steps in [0, total], log-spaced (dense early), ending at total."""
+    if total <= 0:
+        return [0]
+    k = points
+    while True:
+        steps = np.unique(np.round(np.geomspace(1, total, max(k - 1, 1))).astype(int))
+        if len(steps) + 1 >= points or len(steps) >= total:
+            return [0, *steps.tolist()]
+        k += 1
+
+
+@contextlib.contextmanager
+def probing(module: nn.Module) -> Iterator[None]:
+    """Eval mode and an isolated RNG for the duration; training flags restored exactly after."""
+    modes = [(m, m.training) for m in module.modules()]
+    with isolate_rng():
+        module.eval()
+        try:
+            yield
+        finally:
+            for m, mode in modes:
+                m.training = mode
+
+
+def probe_data(trainer: pl.Trainer, split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``size`` examples of a split of the datamodule (fixed for the whole run)."""
+    dm = trainer.datamodule
+    splits = getattr(dm, "splits", None)
+    if splits and split in splits:
+        x, y = splits[split]
+        return x[:size], y[:size]
+    loader = {"train": dm.train_dataloader, "val": dm.val_dataloader}[split]()
+    xs, ys, n = [], [], 0
+    for x, y in loader:
+        xs.append(x)
+        ys.append(y)
+        n += len(y)
+        if n >= size:
+            break
+    return torch.cat(xs)[:size], torch.cat(ys)[:size]
+
+
+def activation_layers(module: nn.Module) -> dict[str, nn.Module]:
+    """The model's activation modules by layer name (the models' shared contract)."""
+    model = getattr(module, "model", module)
+    return model.activation_layers()
+
+
+def pick_layers(names: list[str]) -> list[str]:
+    """First, middle and last: the per-layer values W&B shows by default."""
+    if len(names) <= 3:
+        return list(names)
+    return [names[0], names[len(names) // 2], names[-1]]
+
+
+class Diagnostic(pl.Callback):
+    """Base: a log-spaced cadence over the run's steps and routing of per-layer metrics.
+
+    Totals and a few layers go to W&B; every layer goes to the local record (CSV). The latest
+    values are kept in ``last`` for the run summary.
+    """
+
+    def __init__(self, points: int = 12, wandb_all_layers: bool = False) -> None:
+        if points < 1:
+            raise ValueError(f"points={points!r} is out of range; must be >= 1")
+        self.points = points
+        self.wandb_all_layers = wandb_all_layers
+        self.steps: set[int] = set()
+        self.last: dict[str, float] = {}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        total = int(trainer.estimated_stepping_batches)
+        self.steps = set(log_spaced_steps(total, self.points))
+        self.final_step = total
+
+    def due(self, step: int) -> bool:
+        return step in self.steps
+
+    def publish(
+        self,
+        trainer: pl.Trainer,
+        totals: dict[str, float],
+        per_layer: dict[str, dict[str, float]] | None = None,
+        step: int | None = None,
+    ) -> None:
+        """Log ``totals`` and ``per_layer`` ({metric: {layer: value}}) to every logger."""
+        per_layer = per_layer or {}
+        everything = dict(totals)
+        for metric, layers in per_layer.items():
+            everything.update({f"{metric}/{layer}": v for layer, v in layers.items()})
+        self.last.update(everything)
+        if not trainer.is_global_zero:
+            return
+        step = trainer.global_step if step is None else step
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger) and not self.wandb_all_layers:
+                shown = dict(totals)
+                for metric, layers in per_layer.items():
+                    keep = pick_layers(list(layers))
+                    shown.update({f"{metric}/{layer}": layers[layer] for layer in keep})
+                logger.log_metrics(shown, step=step)
+            else:
+                logger.log_metrics(everything, step=step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last": dict(self.last)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.last = dict(state_dict.get("last", {}))
