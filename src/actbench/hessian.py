@@ -7,6 +7,7 @@ gradient graph.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -82,6 +83,8 @@ def lanczos_extremes(
     for j in range(min(max_iter, n)):
         w = hvp(basis[j])
         alpha = float(torch.dot(w, basis[j]))
+        if not math.isfinite(alpha):  # non-finite weights or loss: nothing to measure
+            return float("nan"), float("nan"), v0
         alphas.append(alpha)
         stacked = torch.stack(basis)
         w = w - stacked.T @ (stacked @ w)  # full reorthogonalisation (twice is enough)

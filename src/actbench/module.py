@@ -56,6 +56,9 @@ class Classifier(pl.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc_best = MaxMetric()
+        # Saved in checkpoints, so a resumed run continues these exactly.
+        self.train_acc.persistent(True)
+        self.val_acc_best.persistent(True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -66,13 +69,12 @@ class Classifier(pl.LightningModule):
         loss = classification_loss(self.loss_kind, logits, y)
         self.train_acc.update(logits.detach(), y)
         # Logging on a cadence: each per-step self.log costs a host sync and ~0.5 ms.
+        # train/acc is the accuracy over the steps since the previous log.
         if self.global_step % self.log_every_n_steps == 0:
             self.log("train/loss", loss.detach(), on_step=True, on_epoch=False)
+            self.log("train/acc", self.train_acc.compute(), on_step=True, on_epoch=False)
+            self.train_acc.reset()
         return loss
-
-    def on_train_epoch_end(self) -> None:
-        self.log("train/acc", self.train_acc.compute())
-        self.train_acc.reset()
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str, metric) -> None:
         x, y = batch

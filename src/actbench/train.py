@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -81,7 +82,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from hydra.utils import instantiate
     from pytorch_lightning.callbacks import TQDMProgressBar
 
-    from actbench import record, tracking
+    from actbench import lifecycle, record, tracking
     from actbench.config import validate
     from actbench.module import Classifier
 
@@ -90,15 +91,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     overrides = _task_overrides()
     rid = run_id(cfg)
     previous = record.read_summary(run_dir)
-    if previous and previous.get("status") == "completed" and not cfg.rerun:
+    finished = previous and previous.get("status") in ("completed", "diverged")
+    if finished and not cfg.rerun:
         acc = previous.get("metrics", {}).get("test/acc")
         print(
-            f"actbench: run {rid} already completed in {run_dir} (test/acc={acc}); "
+            f"actbench: run {rid} already {previous['status']} in {run_dir} (test/acc={acc}); "
             "pass rerun=true to train it again"
         )
         return previous
     if previous and cfg.rerun:
         _set_aside_previous(run_dir)
+        previous = None
+    last_ckpt = run_dir / "last.ckpt"
+    resume = last_ckpt.exists()  # an interrupted or failed attempt: carry on from its checkpoint
 
     started = time.time()
     if typed.torch_threads:
@@ -128,6 +133,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     summary: dict[str, Any] = {
         "status": "running",
+        "attempt": (previous or {}).get("attempt", 0) + 1,
         "run_id": rid,
         "overrides": overrides,
         "metrics": {},
@@ -149,7 +155,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         f"{typed.model.name}-{typed.activation.name}-{typed.data.name}-{group_id(cfg)}"
     )
     flat = _flat_config(typed, model.init_gain)
-    loggers: list[Any] = [tracking.csv_logger(run_dir)]
+    csv_logger = tracking.csv_logger(run_dir)
+    if resume:  # keep the rows logged up to the checkpoint, so nothing is counted twice
+        state = lifecycle.checkpoint_state(last_ckpt)
+        metrics_csv = run_dir / "metrics.csv"
+        header, rows = lifecycle.read_metrics(metrics_csv, state.get("metrics_rows"))
+        writer = csv_logger.experiment  # Lightning's writer deletes an existing metrics.csv...
+        if header:
+            lifecycle.write_metrics(metrics_csv, header, rows)  # ...so put the kept rows back
+            writer.metrics_keys = list(header)
+        log.info("resuming from %s (step %d)", last_ckpt, state["global_step"])
+    loggers: list[Any] = [csv_logger]
     wandb_logger = None
     if typed.logger.wandb:
         wandb_logger = tracking.start_wandb(
@@ -168,6 +184,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             loggers.append(wandb_logger)
 
     callbacks = [instantiate(node) for node in cfg.callbacks.values()]
+    callbacks += [lifecycle.DivergenceMonitor(), lifecycle.ResumableState()]
     if typed.trainer.enable_progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     trainer = instantiate(
@@ -175,14 +192,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     exit_code = 1
     try:
-        last = run_dir / "last.ckpt"
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_ckpt) if resume else None)
         metrics = _scalars(trainer.callback_metrics)  # test() replaces the fit-time metrics
         trainer.test(module, datamodule=datamodule, verbose=False)
         metrics.update(_scalars(trainer.callback_metrics))
         for callback in trainer.callbacks:  # final values of the diagnostics
             metrics.update(getattr(callback, "last", {}))
         summary.update(status="completed", metrics=dict(sorted(metrics.items())))
+        exit_code = 0
+    except lifecycle.Diverged as err:  # a result (too high a learning rate), not a crash
+        metrics = _scalars(trainer.callback_metrics)
+        summary.update(status="diverged", diverged_at_step=err.step, metrics=metrics)
         exit_code = 0
     except BaseException as err:
         summary.update(status="failed", error=one_line_error(err)[:500])
@@ -195,11 +215,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         summary["wandb"] = {"group": gid, "dir": str(run_dir / "wandb")} if wandb_logger else None
         if trainer.is_global_zero:
             record.atomic_write_json(summary_path, summary)
-        tracking.finish_wandb(wandb_logger, exit_code, summary["metrics"])
+        tracking.finish_wandb(
+            wandb_logger,
+            exit_code,
+            {**summary["metrics"], "status": summary["status"],
+             "diverged_at_step": summary["diverged_at_step"]},
+        )  # fmt: skip
     acc = summary["metrics"].get("test/acc", float("nan"))
+    outcome = (
+        f"loss non-finite at step {summary['diverged_at_step']}"
+        if summary["status"] == "diverged"
+        else f"test/acc={acc:.4f}"
+    )
     print(
         f"actbench: {summary['status']} {typed.activation.name} {typed.model.name} on "
-        f"{typed.data.name}: test/acc={acc:.4f} in {summary['wall_time_s']:.1f} s -> {run_dir}"
+        f"{typed.data.name}: {outcome} in {summary['wall_time_s']:.1f} s -> {run_dir}"
     )
     return summary
 
@@ -222,6 +252,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry: user errors print one line (full traceback with ``HYDRA_FULL_ERROR=1``)."""
+    # W&B agents pass Python's spelling of null; Hydra's grammar wants `null`.
+    sys.argv = [re.sub(r"^([\w.+~]+)=None$", r"\1=null", a) for a in sys.argv]
     user_wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     if user_wants_traceback:
         os.environ["ACTBENCH_TRACEBACK"] = "1"
