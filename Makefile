@@ -8,7 +8,7 @@ SWEEP ?= sweeps/default.yaml
 BACKEND ?= local
 
 .DEFAULT_GOAL := help
-.PHONY: help install train sweep test test-slow lint format atlas clean
+.PHONY: help install train sweep test test-slow lint format atlas bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ format: $(STAMP)  ## apply ruff formatting and safe fixes
 
 atlas: $(STAMP)  ## activation atlas: measured properties, claims audit, figures -> reports/atlas/
 	$(BIN)/actbench-atlas $(ARGS)
+
+bench: $(STAMP)  ## benchmarks (diagnostics share, HVP cost) -> reports/bench/
+	$(BIN)/actbench-bench $(ARGS)
 
 clean:  ## remove run outputs (keeps .venv and reports)
 	rm -rf outputs multirun
