@@ -42,7 +42,17 @@ def bounded(
     return field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "lt": lt})
 
 
-DATASETS = ("mnist1d", "digits")
+DATASETS = ("mnist1d", "digits", "mnist", "fashion_mnist", "cifar10")
+# Input shape of each dataset as the datamodule delivers it: (L,) sequences or (C, H, W) images.
+DATASET_SHAPES: dict[str, tuple[int, ...]] = {
+    "mnist1d": (40,),
+    "digits": (1, 8, 8),
+    "mnist": (1, 28, 28),
+    "fashion_mnist": (1, 28, 28),
+    "cifar10": (3, 32, 32),
+}
+# Datasets with on-device augmentation (random crop, and flips where a mirror keeps the class).
+AUGMENTABLE = ("mnist", "fashion_mnist", "cifar10")
 
 
 @dataclass
@@ -56,6 +66,9 @@ class DataConfig:
     split_seed: int = 0  # fixed across runs so every seed and activation sees the same split
     num_samples: int | None = bounded(None, ge=100)  # mnist1d only: total generated samples
     eval_batch_size: int = bounded(1024, ge=1)
+    download: bool = False  # torchvision datasets only: fetch missing files (never by default)
+    augment: bool = False  # random crop (+ flip for cifar10, fashion_mnist) on training batches
+    verify_checksums: bool = True  # cifar10: md5 of each file; false accepts files of your own
 
 
 @dataclass
@@ -74,6 +87,21 @@ class MLPConfig(ModelConfig):
     norm: str = choice("none", "none", "batch", "layer")
     dropout: float = bounded(0.0, ge=0.0, lt=1.0)
     init: str = choice("activation", "activation", "kaiming", "xavier", "unit_norm")
+
+
+@dataclass
+class ViTConfig(ModelConfig):
+    _target_: str = "actbench.models.vit.ViT"
+    name: str = "vit"
+    image_size: int | None = bounded(None, ge=1)  # None: the data's; else must match it
+    channels: int | None = bounded(None, ge=1)  # None: the data's; else must match it
+    patch_size: int = bounded(4, ge=1)  # p×p patches of images, length-p segments of sequences
+    dim: int = bounded(64, ge=1)
+    depth: int = bounded(4, ge=1)
+    heads: int = bounded(4, ge=1)
+    mlp_ratio: float = bounded(4.0, gt=0.0)
+    dropout: float = bounded(0.1, ge=0.0, lt=1.0)  # attention weights, MLP hidden, residuals
+    pool: str = choice("mean", "cls", "mean")
 
 
 @dataclass
@@ -153,6 +181,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="actbench_schema", node=Config)
     cs.store(group="model", name="_schema_mlp", node=MLPConfig)
+    cs.store(group="model", name="_schema_vit", node=ViTConfig)
 
 
 # --- validation -----------------------------------------------------------------------------
@@ -216,6 +245,12 @@ def validate(cfg: DictConfig) -> Config:
         activations.resolve_params(act.name, **activation_params(act))
     except activations.ActivationError as err:
         raise ConfigError(str(err)) from err
+    for name, node in obj.callbacks.items():
+        if not isinstance(node, dict) or "_target_" not in node:
+            raise ConfigError(
+                f"callbacks.{name}={node!r} is not a callback; each entry needs a _target_ "
+                "(a Lightning callback class)"
+            )
     opt = obj.optimizer
     if opt.name != "sgd" and opt.momentum != 0.0:
         raise ConfigError(
@@ -227,12 +262,51 @@ def validate(cfg: DictConfig) -> Config:
             f"data.num_samples={obj.data.num_samples!r} applies to mnist1d only; "
             f"data.name={obj.data.name!r} has a fixed size"
         )
+    _check_model_data(obj.model, obj.data)
     if obj.trainer.max_epochs < -1 or obj.trainer.max_epochs == 0:
         raise ConfigError(
             f"trainer.max_epochs={obj.trainer.max_epochs!r} is not allowed; "
             "valid: -1 (step budget only) or >= 1"
         )
     return obj
+
+
+def _check_model_data(model: ModelConfig, data: DataConfig) -> None:
+    """Reject model/data combinations that cannot run, before any data is loaded."""
+    shape = DATASET_SHAPES[data.name]
+    if data.augment and data.name not in AUGMENTABLE:
+        raise ConfigError(
+            f"data.augment=true applies to {', '.join(AUGMENTABLE)} only; "
+            f"data.name={data.name!r} has no augmentation"
+        )
+    if not isinstance(model, ViTConfig):
+        return  # the MLP flattens any input
+    if model.dim % model.heads:
+        divisors = [h for h in range(1, model.dim + 1) if model.dim % h == 0]
+        raise ConfigError(
+            f"model.heads={model.heads} does not divide model.dim={model.dim}; "
+            f"valid: {', '.join(map(str, divisors))}"
+        )
+    channels, spatial = (1, shape) if len(shape) == 1 else (shape[0], shape[1:])
+    kind = "sequences of length" if len(spatial) == 1 else "images of size"
+    size = "×".join(map(str, spatial))
+    if model.image_size is not None and any(s != model.image_size for s in spatial):
+        raise ConfigError(
+            f"model.image_size={model.image_size} does not match data.name={data.name!r} "
+            f"({kind} {size}); valid: {spatial[0]} or null (take it from the data)"
+        )
+    if model.channels is not None and model.channels != channels:
+        raise ConfigError(
+            f"model.channels={model.channels} does not match data.name={data.name!r} "
+            f"({channels} channel{'s' * (channels > 1)}); valid: {channels} or null"
+        )
+    for s in spatial:
+        if s % model.patch_size:
+            valid = [p for p in range(1, s + 1) if s % p == 0]
+            raise ConfigError(
+                f"model.patch_size={model.patch_size} does not divide data.name={data.name!r} "
+                f"{kind} {size}; valid: {', '.join(map(str, valid))}"
+            )
 
 
 def activation_params(act: ActivationConfig) -> dict[str, Any]:
@@ -257,20 +331,34 @@ NON_IDENTITY_KEYS = (
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
     "trainer.accelerator",
+    "data.download",
+    "data.verify_checksums",
 )
+# Keys added after runs were recorded, left out while at the value every earlier run had, so
+# earlier run ids stay valid (a completed run is still found, not trained twice).
+IDENTITY_OMIT_AT: dict[str, Any] = {"data.augment": False}
 
 
 def run_identity(cfg: DictConfig, drop: tuple[str, ...] = ()) -> dict[str, Any]:
     """The resolved config minus presentation keys: what decides a run's numbers."""
     container = OmegaConf.to_container(cfg, resolve=True)
     for dotted in (*NON_IDENTITY_KEYS, *drop):
-        *parents, leaf = dotted.split(".")
-        node = container
-        for part in parents:
-            node = node.get(part, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(leaf, None)
+        node, leaf = _parent(container, dotted)
+        node.pop(leaf, None)
+    for dotted, value in IDENTITY_OMIT_AT.items():
+        node, leaf = _parent(container, dotted)
+        if leaf in node and node[leaf] == value:
+            del node[leaf]
     return container
+
+
+def _parent(container: dict[str, Any], dotted: str) -> tuple[dict[str, Any], str]:
+    """The dict holding a dotted key (an empty one if the path is absent) and the key's name."""
+    *parents, leaf = dotted.split(".")
+    node: Any = container
+    for part in parents:
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+    return (node if isinstance(node, dict) else {}), leaf
 
 
 def _digest(obj: Any) -> str:
@@ -300,8 +388,15 @@ if not OmegaConf.has_resolver("actbench_run_dirname"):
 # --- one-line errors ------------------------------------------------------------------------
 
 
-def _schema_keys(path: str) -> list[str] | None:
-    """Valid keys at a dotted path of the schema, e.g. 'optimizer' -> OptimizerConfig fields."""
+MODEL_SCHEMAS: dict[str, type[ModelConfig]] = {"MLPConfig": MLPConfig, "ViTConfig": ViTConfig}
+
+
+def _schema_keys(path: str, schema: str | None = None) -> list[str] | None:
+    """Valid keys at a dotted path of the schema, e.g. 'optimizer' -> OptimizerConfig fields.
+
+    ``schema`` is the class OmegaConf names in its error ("Key 'x' not in 'ViTConfig'"): it
+    picks the model family's schema, since 'model' alone does not say which one was chosen.
+    """
     node: Any = Config
     for part in [p for p in path.split(".") if p]:
         hints = {f.name: f.type for f in dataclasses.fields(node)} if node else {}
@@ -310,7 +405,7 @@ def _schema_keys(path: str) -> list[str] | None:
         node = (
             {
                 "data": DataConfig,
-                "model": MLPConfig,
+                "model": MODEL_SCHEMAS.get(schema or "", MLPConfig),
                 "activation": ActivationConfig,
                 "optimizer": OptimizerConfig,
                 "trainer": TrainerConfig,
@@ -346,7 +441,7 @@ def one_line_error(err: BaseException) -> str:
     if unknown:
         key_path = full_key.group(1) if full_key else unknown.group(1)
         parent = key_path.rsplit(".", 1)[0] if "." in key_path else ""
-        keys = _schema_keys(parent)
+        keys = _schema_keys(parent, unknown.group(2))
         valid = f"; valid keys: {', '.join(keys)}" if keys else ""
         return f"{key_path}: unknown key{valid}"
     conv = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)", text)

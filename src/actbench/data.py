@@ -4,6 +4,10 @@ Small datasets fit in memory, so each split lives as one tensor on the device an
 index slice: no DataLoader workers, no per-batch host-to-device copies. The split is fixed by
 ``split_seed`` and the batch order by the run seed alone, so every activation trained with the
 same seed sees the same data in the same order.
+
+MNIST, Fashion-MNIST and CIFAR-10 are read by torchvision's own dataset classes from the files
+in ``root``; nothing is downloaded unless ``download=True``. Their augmentation (random crop,
+flips) runs on the device, per training batch, from a generator seeded by the run seed.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import os
 import random
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -66,16 +71,167 @@ def load_mnist1d(root: Path, num_samples: int = 5000) -> tuple[np.ndarray, ...]:
 
 
 def load_digits(root: Path) -> tuple[np.ndarray, ...]:
-    """scikit-learn's bundled 8×8 digits; a fixed stratified 80/20 train/test split."""
+    """scikit-learn's bundled 8×8 digits as 1×8×8 images; a fixed stratified 80/20 split."""
     from sklearn.datasets import load_digits as sk_load_digits
     from sklearn.model_selection import train_test_split
 
     x, y = sk_load_digits(return_X_y=True)
+    x = x.reshape(-1, 1, 8, 8)  # row-major pixels: the same bytes as the flat vectors
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
     return x_tr, y_tr, x_te, y_te
 
 
-LOADERS = {"mnist1d": load_mnist1d, "digits": load_digits}
+# name -> (torchvision class name, folder under root, image shape (C, H, W)).
+TORCHVISION = {
+    "mnist": ("MNIST", "MNIST/raw", (1, 28, 28)),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw", (1, 28, 28)),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", (3, 32, 32)),
+}
+# Augmentation per dataset: (random-crop padding in pixels, horizontal flip). Digits are not
+# here: they are standardised per pixel, so a shifted pixel would carry another pixel's scale.
+AUGMENTATIONS = {"mnist": (2, False), "fashion_mnist": (2, True), "cifar10": (4, True)}
+
+
+def _torchvision_class(name: str, verify_checksums: bool) -> type:
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, TORCHVISION[name][0])
+    if name == "cifar10" and not verify_checksums:
+        # The class checks each file's md5 against the official release; md5=None makes
+        # torchvision's check_integrity test existence only (data.verify_checksums=false).
+        return type(
+            "UncheckedCIFAR10",
+            (cls,),
+            {
+                "train_list": [[f, None] for f, _ in cls.train_list],
+                "test_list": [[f, None] for f, _ in cls.test_list],
+                "meta": {**cls.meta, "md5": None},
+            },
+        )
+    return cls
+
+
+def torchvision_files(name: str) -> list[str]:
+    """The files torchvision's class reads for ``name``, in its folder under ``root``."""
+    cls = _torchvision_class(name, verify_checksums=True)
+    if name == "cifar10":
+        return [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+    return [os.path.splitext(os.path.basename(url))[0] for url, _ in cls.resources]
+
+
+def _describe(err: BaseException) -> str:
+    """``Type: first line of the message`` (just the type when the message is empty)."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
+def _bad_file(name: str, folder: Path, verify_checksums: bool) -> tuple[str, str] | None:
+    """After a failed load: the first expected file torchvision cannot read, and why."""
+    import pickle
+
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+    from torchvision.datasets.utils import check_integrity
+
+    cls = _torchvision_class(name, verify_checksums)
+    for file in torchvision_files(name):
+        path = folder / file
+        try:
+            if name == "cifar10":
+                md5 = dict(cls.train_list + cls.test_list).get(file, cls.meta["md5"])
+                if not check_integrity(str(path), md5):
+                    return file, "md5 differs from the official release"
+                with open(path, "rb") as f:
+                    pickle.load(f, encoding="latin1")
+            else:
+                read_sn3_pascalvincent_tensor(str(path), strict=True)
+        except Exception as err:
+            what = "a CIFAR-10 python batch" if name == "cifar10" else "an IDX file of its size"
+            return file, f"not {what}; {_describe(err)}"
+    return None
+
+
+def load_torchvision(
+    name: str, root: Path, download: bool = False, verify_checksums: bool = True
+) -> tuple[np.ndarray, ...]:
+    """Train and test splits read by torchvision's class: uint8 ``(N, C, H, W)``, int64 labels.
+
+    Missing files are an error naming the folder and the files expected, unless ``download``;
+    a file the class cannot read (truncated, wrong format, md5 mismatch) is an error naming it.
+    """
+    _, sub, shape = TORCHVISION[name]
+    folder = root / sub
+    expected = torchvision_files(name)
+    missing = [f for f in expected if not (folder / f).is_file()]
+    if missing and not download:
+        which = "" if missing == expected else f" (missing {', '.join(missing)})"
+        raise DataError(
+            f"data.name={name!r}: files not found in {folder}: expected {', '.join(expected)}"
+            f"{which}; set data.download=true to fetch them"
+        )
+    cls = _torchvision_class(name, verify_checksums)
+    try:
+        train = cls(str(root), train=True, download=download)
+        test = cls(str(root), train=False, download=False)
+    except Exception as err:
+        bad = None if missing else _bad_file(name, folder, verify_checksums)
+        if bad is None:
+            action = "download" if missing else "read"
+            raise DataError(
+                f"data.name={name!r}: could not {action} the files in {folder}: {_describe(err)}"
+            ) from err
+        hint = ""
+        if bad[1].startswith("md5"):
+            hint = "; or set data.verify_checksums=false to use files of your own"
+        raise DataError(
+            f"data.name={name!r}: {folder / bad[0]} is corrupted or not in the expected "
+            f"format ({bad[1]}); delete it and set data.download=true to fetch it again{hint}"
+        ) from err
+    arrays = []
+    for split, ds in (("train", train), ("test", test)):
+        x = np.asarray(ds.data, dtype=np.uint8)
+        x = x.transpose(0, 3, 1, 2) if x.ndim == 4 else x[:, None]  # CIFAR is stored HWC
+        y = np.asarray(ds.targets, dtype=np.int64)
+        if x.shape[1:] != shape or len(x) != len(y):
+            raise DataError(
+                f"data.name={name!r}: the {split} files in {folder} hold {len(x)} images of "
+                f"shape {x.shape[1:]} and {len(y)} labels; expected {shape} images, one label each"
+            )
+        arrays += [x, y]
+    return tuple(arrays)
+
+
+def random_crop_flip(
+    x: torch.Tensor, generator: torch.Generator, padding: int, flip: bool, fill: torch.Tensor
+) -> torch.Tensor:
+    """Per-sample random crop of the ``padding``-padded batch and optional horizontal flip.
+
+    ``x`` is ``(B, C, H, W)`` on any device; ``fill`` holds each channel's padding value (the
+    standardised value of a black pixel, as torchvision pads before normalising).
+    """
+    b, c, h, w = x.shape
+    if padding > 0:
+        padded = fill.to(x).view(1, c, 1, 1).expand(b, c, h + 2 * padding, w + 2 * padding)
+        padded = padded.clone()
+        padded[:, :, padding : padding + h, padding : padding + w] = x
+        dev = x.device
+        top = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator, device=dev)
+        left = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator, device=dev)
+        rows = (top + torch.arange(h, device=dev))[:, None, :, None]
+        cols = (left + torch.arange(w, device=dev))[:, None, None, :]
+        batch = torch.arange(b, device=dev)[:, None, None, None]
+        channel = torch.arange(c, device=dev)[None, :, None, None]
+        x = padded[batch, channel, rows, cols]
+    if flip:
+        mirror = torch.rand(b, generator=generator, device=x.device) < 0.5
+        x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+LOADERS = {
+    "mnist1d": load_mnist1d,
+    "digits": load_digits,
+    **{name: partial(load_torchvision, name) for name in TORCHVISION},
+}
 
 
 # --- batching -----------------------------------------------------------------------------------
@@ -99,8 +255,10 @@ class IndexBatches:
         rank: int = 0,
         world_size: int = 1,
         epoch_fn: Callable[[], int] | None = None,
+        transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     ) -> None:
         self.x, self.y = x, y
+        self.transform = transform  # random augmentation of each batch's inputs
         self.batch_size = batch_size
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.rank, self.world_size = rank, world_size
@@ -129,9 +287,16 @@ class IndexBatches:
         epoch = self.epoch_fn() if self.epoch_fn is not None else self.epoch
         order = self.indices(epoch).to(self.x.device)
         self.epoch = epoch + 1
+        gen = None
+        if self.transform is not None:
+            # Its own stream, on the data's device: seeded by run seed, epoch and rank, so a
+            # resumed run replays the same augmentations and ranks draw different ones.
+            gen = torch.Generator(device=self.x.device)
+            gen.manual_seed((self.seed * 1_000_003 + epoch) * 1_009 + self.rank + 7_919)
         for i in range(len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-            yield self.x[idx], self.y[idx]
+            x = self.x[idx]
+            yield (self.transform(x, gen) if gen is not None else x), self.y[idx]
 
 
 class DataModule(pl.LightningDataModule):
@@ -148,23 +313,43 @@ class DataModule(pl.LightningDataModule):
         num_samples: int | None = None,
         eval_batch_size: int = 1024,
         seed: int = 0,
+        download: bool = False,
+        augment: bool = False,
+        verify_checksums: bool = True,
     ) -> None:
         super().__init__()
         if name not in LOADERS:
             raise DataError(f"data.name={name!r} is not a dataset; valid: {', '.join(LOADERS)}")
+        if augment and name not in AUGMENTATIONS:
+            raise DataError(
+                f"data.augment=true applies to {', '.join(AUGMENTATIONS)} only; "
+                f"data.name={name!r} has no augmentation"
+            )
         self.name, self.root = name, Path(root)
         self.batch_size, self.full_batch = batch_size, full_batch
         self.val_fraction, self.split_seed = val_fraction, split_seed
         self.num_samples, self.eval_batch_size, self.seed = num_samples, eval_batch_size, seed
+        self.download, self.augment, self.verify_checksums = download, augment, verify_checksums
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.stats: dict[str, Any] = {}
+        self._fill: torch.Tensor | None = None  # per-channel padding value for augmentation
+        self._loaded: tuple[np.ndarray, ...] | None = None
 
     def prepare_data(self) -> None:
-        self._load()  # generates and caches mnist1d once, before any split is made
+        # Generates and caches mnist1d once, before any split is made; image files are read
+        # (and downloaded, when allowed) here and kept until setup() so they are read once.
+        if not self.splits:
+            self._loaded = self._load()
 
     def _load(self) -> tuple[np.ndarray, ...]:
+        if self._loaded is not None:
+            return self._loaded
         if self.name == "mnist1d":
             return load_mnist1d(self.root, self.num_samples or 5000)
+        if self.name in TORCHVISION:
+            return load_torchvision(
+                self.name, self.root, self.download, verify_checksums=self.verify_checksums
+            )
         return LOADERS[self.name](self.root)
 
     def setup(self, stage: str | None = None) -> None:
@@ -174,6 +359,7 @@ class DataModule(pl.LightningDataModule):
                 self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
             return
         x_all, y_all, x_test, y_test = self._load()
+        self._loaded = None  # the tensors below replace the arrays
         n = len(x_all)
         n_val = max(1, round(n * self.val_fraction))
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
@@ -181,18 +367,30 @@ class DataModule(pl.LightningDataModule):
         x_all = torch.as_tensor(x_all, dtype=torch.float32)
         x_test = torch.as_tensor(x_test, dtype=torch.float32)
         y_all, y_test = torch.as_tensor(y_all).long(), torch.as_tensor(y_test).long()
+        per_channel = self.name in TORCHVISION
+        if per_channel:  # 8-bit pixels to [0, 1], so the recorded statistics read as usual
+            x_all.div_(255.0)
+            x_test.div_(255.0)
         x_train = x_all[train_idx]
-        # Standardise per feature with training-split statistics; constant features keep scale 1.
-        mean, std = x_train.mean(0), x_train.std(0)
+        if per_channel:
+            # The standard image normalisation: one mean and std per channel (training split).
+            mean, std = x_train.mean((0, 2, 3)), x_train.std((0, 2, 3))
+        else:
+            # Standardise per feature with training-split statistics; constant features keep
+            # scale 1.
+            mean, std = x_train.mean(0), x_train.std(0)
         std = torch.where(std > 1e-8, std, torch.ones_like(std))
+        shape = (*mean.shape, 1, 1) if per_channel else mean.shape
         raw = {
             "train": (x_train, y_all[train_idx]),
             "val": (x_all[val_idx], y_all[val_idx]),
             "test": (x_test, y_test),
         }
         self.splits = {
-            k: (((x - mean) / std).to(device), y.to(device)) for k, (x, y) in raw.items()
+            k: (x.sub(mean.view(shape)).div_(std.view(shape)).to(device), y.to(device))
+            for k, (x, y) in raw.items()
         }
+        self._fill = -mean / std if per_channel else None  # a black pixel, standardised
         self.stats = {
             "dataset": self.name,
             "sizes": {k: len(v[1]) for k, v in self.splits.items()},
@@ -203,7 +401,12 @@ class DataModule(pl.LightningDataModule):
                 "mean_avg": float(mean.mean()),
                 "std_avg": float(std.mean()),
                 "sha1": hashlib.sha1(torch.cat([mean, std]).numpy().tobytes()).hexdigest()[:12],
+                "per": "channel" if per_channel else "feature",
+                **({"mean": mean.tolist(), "std": std.tolist()} if per_channel else {}),
             },
+            "augment": dict(zip(("crop_padding", "flip"), AUGMENTATIONS[self.name], strict=True))
+            if self.augment
+            else None,
         }
 
     @staticmethod
@@ -211,7 +414,7 @@ class DataModule(pl.LightningDataModule):
         """Hash of the split indices and the data itself: equal iff two runs saw the same splits."""
         h = hashlib.sha1()
         for t in tensors:
-            h.update(t.contiguous().numpy().tobytes())
+            h.update(memoryview(t.contiguous().numpy()).cast("B"))  # no copy of large images
         return h.hexdigest()[:16]
 
     @property
@@ -243,8 +446,14 @@ class DataModule(pl.LightningDataModule):
                 rank=rank,
                 world_size=world,
                 epoch_fn=lambda: trainer.current_epoch if trainer else 0,
+                transform=self._augmentation() if self.augment else None,
             )
         return IndexBatches(x, y, self.eval_batch_size, shuffle=False, rank=rank, world_size=world)
+
+    def _augmentation(self) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+        padding, flip = AUGMENTATIONS[self.name]
+        assert self._fill is not None, "setup() computes the padding value first"
+        return partial(random_crop_flip, padding=padding, flip=flip, fill=self._fill)
 
     def train_dataloader(self) -> IndexBatches:
         return self._batches("train", train=True)
