@@ -91,7 +91,7 @@ class CurvatureMonitor(Diagnostic):
     """``curv/top_eig``, ``curv/min_eig``, ``curv/trace`` (± SE), ``curv/stability_ratio``.
 
     The probe is the first ``probe_size`` training examples (the whole training split when it
-    is smaller: small probes overestimate sharpness). HVPs in float32, on the uncompiled model,
+    is smaller; small probes overestimate sharpness, so sharpness studies should raise it). HVPs in float32, on the uncompiled model,
     with a model's math attention path where it has one.
     """
 
