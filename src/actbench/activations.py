@@ -205,3 +205,15 @@ def init_gain(name: str, **params: float | bool | None) -> float:
     """
     resolved = resolve_params(name, **params)
     return _init_gain_cached(name, tuple(sorted(resolved.items())))
+
+
+def factory_gain(factory: Callable[[], nn.Module]) -> tuple[str | None, float]:
+    """Registry name and init gain behind a ``partial(build, name=..., **params)`` factory.
+
+    Any other factory is treated as unknown: no name, gain 1.
+    """
+    if not isinstance(factory, functools.partial):
+        return None, 1.0
+    params = dict(factory.keywords)
+    name = params.pop("name", None)
+    return name, init_gain(name, **params) if name else 1.0

@@ -91,8 +91,8 @@ class CurvatureMonitor(Diagnostic):
     """``curv/top_eig``, ``curv/min_eig``, ``curv/trace`` (± SE), ``curv/stability_ratio``.
 
     The probe is the first ``probe_size`` training examples (the whole training split when it
-    is smaller; small probes overestimate sharpness, so sharpness studies should raise it). HVPs in float32, on the uncompiled model,
-    with a model's math attention path where it has one.
+    is smaller; small probes overestimate sharpness, so sharpness studies should raise it).
+    HVPs in float32, on the uncompiled model, with a model's math attention path if it has one.
     """
 
     def __init__(

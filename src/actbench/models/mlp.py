@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import partial
 
 import torch
 from torch import nn
@@ -13,13 +12,6 @@ from actbench import activations
 
 INITS = ("activation", "kaiming", "xavier", "unit_norm")
 NORMS = ("none", "batch", "layer")
-
-
-def activation_name(factory: Callable[[], nn.Module]) -> str | None:
-    """The registry name behind a ``partial(activations.build, name=...)`` factory."""
-    if isinstance(factory, partial):
-        return factory.keywords.get("name")
-    return None
 
 
 def init_linear(layer: nn.Linear, scheme: str, gain: float) -> None:
@@ -65,11 +57,7 @@ class MLP(nn.Module):
         if norm not in NORMS:
             raise ValueError(f"model.norm={norm!r} is not a norm; valid: {', '.join(NORMS)}")
         in_features = math.prod(input_shape)
-        act_name = activation_name(activation)
-        params = dict(activation.keywords) if isinstance(activation, partial) else {}
-        params.pop("name", None)
-        self.activation_name = act_name
-        self.init_gain = activations.init_gain(act_name, **params) if act_name else 1.0
+        self.activation_name, self.init_gain = activations.factory_gain(activation)
         self.hidden = nn.ModuleList()
         for i in range(depth):
             linear = nn.Linear(in_features if i == 0 else width, width)

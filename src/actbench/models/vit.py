@@ -13,14 +13,12 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
-from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from actbench import activations
-from actbench.models.mlp import activation_name
 
 BACKENDS = ("sdpa", "math")
 POOLS = ("cls", "mean")
@@ -178,11 +176,7 @@ class ViT(nn.Module):
         self.input_shape = tuple(input_shape)
         self.patch_size, self.spatial_dims, self.pool = patch_size, len(spatial), pool
         self.num_patches = math.prod(s // patch_size for s in spatial)
-        act_name = activation_name(activation)
-        params = dict(activation.keywords) if isinstance(activation, partial) else {}
-        params.pop("name", None)
-        self.activation_name = act_name
-        self.init_gain = activations.init_gain(act_name, **params) if act_name else 1.0
+        self.activation_name, self.init_gain = activations.factory_gain(activation)
 
         self.embed = nn.Linear(in_channels * patch_size**self.spatial_dims, dim)
         _normal_linear(self.embed, 1.0)
