@@ -128,8 +128,9 @@ Machine: {m["cpu"]}, {m["cores"]} cores, torch {m["torch"]} ({m["torch_threads"]
 
 Share of the three callbacks: **{100 * d["share_all"]:.0f} %** ({share_ok} the
 {100 * d["target_share"]:.0f} % target); without curvature: {no_curv:.0f} %.
-What bounds it: curvature's Hessian-vector products over the whole training probe at every
-cadence point (Lanczos for both spectrum ends, Adam's preconditioned sharpness, Hutchinson).
+What bounds it: curvature's Hessian-vector products over its training probe at every cadence
+point (Lanczos for both spectrum ends, Adam's preconditioned sharpness, Hutchinson); dead
+neurons and gradient norms alone cost the share in the last row.
 
 ## One Hessian-vector product vs one forward+backward
 
