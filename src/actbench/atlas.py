@@ -1495,40 +1495,17 @@ def make_figures(atlas: dict[str, Any], out: Path) -> list[str]:
         ax.plot(x, d1, color="C1", lw=1.5, ls="--", label="f'")
         ax.plot(x, d2, color="C2", lw=1.5, ls=":", label="f''")
         module = module_for(p["name"])
-        infl = [r for r in p["inflections"] if x[0] <= r <= x[-1]]
-        if infl:
-            ax.plot(
-                infl,
-                derivatives(module, np.array(infl))[0],
-                "o",
-                color="C3",
-                ms=6,
-                label="inflection",
-                zorder=5,
-            )
-        zs = [z["x"] for z in p["zero_slope_negative"] if z["kind"] == "root"]
-        if zs:
-            ax.plot(
-                zs,
-                derivatives(module, np.array(zs))[0],
-                "v",
-                color="C4",
-                ms=6,
-                label="f' = 0",
-                zorder=5,
-            )
-        kinks = [j["x"] for j in [*p["kinks_f_prime"], *p["kinks_f_second"]]]
-        if kinks:
-            ax.plot(
-                kinks,
-                derivatives(module, np.array(kinks))[0],
-                "x",
-                color="k",
-                ms=8,
-                mew=2,
-                label="kink",
-                zorder=5,
-            )
+        marks = [
+            ([r for r in p["inflections"] if x[0] <= r <= x[-1]], {"marker": "o", "color": "C3"}),
+            ([z["x"] for z in p["zero_slope_negative"] if z["kind"] == "root"],
+             {"marker": "v", "color": "C4"}),
+            ([j["x"] for j in [*p["kinks_f_prime"], *p["kinks_f_second"]]],
+             {"marker": "x", "color": "k", "mew": 2, "ms": 8}),
+        ]  # fmt: skip
+        for points, style in marks:
+            if points:
+                ys = derivatives(module, np.array(points))[0]
+                ax.plot(points, ys, ls="", zorder=5, **{"ms": 6, **style})
         ax.set_title(p["name"] + (" (eval)" if p["stochastic_in_training"] else ""), fontsize=10)
         ax.set_ylim(-1.5, 2.5)
         ax.grid(alpha=0.3)
