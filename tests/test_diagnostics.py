@@ -166,3 +166,20 @@ def test_end_to_end_diagnostics_in_record_and_relu_dies_at_high_lr(tmp_path: Pat
     assert "act/convex_share" not in metrics  # ReLU's f'' is undefined at its kink
     header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "dead/hard/hidden.0.act" in header and "grad/norm/head" in header
+
+
+@pytest.mark.parametrize("name", activations.names())
+def test_every_activation_gets_finite_diagnostics(name: str):
+    model = _mlp(name, width=12)
+    x, y = torch.randn(96, 10), torch.randint(0, 3, (96,))
+    totals, _ = DeadNeuronMonitor().compute(model, x)
+    assert all(math.isfinite(v) for v in totals.values())
+    monitor = CurvatureMonitor(trace_samples=2, lanczos_max_iter=8)
+    monitor.chunks = [(x, y)]
+    curv, layers = monitor.compute(model)
+    assert math.isfinite(curv["curv/top_eig"]) and curv["curv/top_eig"] >= curv["curv/min_eig"]
+    f2 = layers["act/mean_abs_f2"]
+    if name in ("identity", "relu", "leaky_relu"):  # f'' = 0 wherever it is defined
+        assert all(v == 0.0 for v in f2.values())
+    else:
+        assert all(v > 0.0 for v in f2.values())

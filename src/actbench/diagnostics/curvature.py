@@ -43,6 +43,8 @@ def second_derivative(act: nn.Module, z: torch.Tensor) -> torch.Tensor:
     with torch.enable_grad():
         zg = z.detach().requires_grad_(True)
         (d1,) = torch.autograd.grad(act(zg).sum(), zg, create_graph=True)
+        if not d1.requires_grad:  # a constant slope (identity): f'' = 0 everywhere
+            return torch.zeros_like(z)
         (d2,) = torch.autograd.grad(d1.sum(), zg, allow_unused=True)
     return torch.zeros_like(z) if d2 is None else d2
 
