@@ -24,6 +24,7 @@ STATUSES = ("running", "completed", "diverged", "failed")
 PACKAGES = (
     "actbench",
     "torch",
+    "torchvision",
     "pytorch-lightning",
     "torchmetrics",
     "hydra-core",
