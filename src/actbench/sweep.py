@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     command = [
         sys.executable, "-m", "actbench.train", "--multirun",
         "hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}",
+        "hydra.launcher.verbose=10",  # joblib's own progress: done/total, elapsed, remaining
         f"hydra.sweep.dir=multirun/{args.sweep.stem}",
         f"torch_threads={threads}", "trainer.enable_progress_bar=false",
         *overrides,
