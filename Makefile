@@ -8,7 +8,7 @@ SWEEP ?= sweeps/default.yaml
 BACKEND ?= local
 
 .DEFAULT_GOAL := help
-.PHONY: help install train sweep test test-slow lint format atlas bench clean
+.PHONY: help install train sweep report experiments test test-slow lint format atlas bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,12 @@ ifeq ($(BACKEND),local)
 else
 	@echo "make sweep: BACKEND=$(BACKEND) is not available yet; valid: local" >&2; exit 2
 endif
+
+report: $(STAMP)  ## statistics and figures from a sweep's records -> reports/<sweep>/ (SWEEP=...)
+	$(BIN)/actbench-report $(SWEEP) $(ARGS)
+
+experiments: $(STAMP)  ## regenerate docs/experiments/*.md from committed records (ARGS=--check to verify)
+	$(BIN)/actbench-experiments $(ARGS)
 
 test: $(STAMP)  ## install, then run the test suite (slow tests excluded)
 	$(BIN)/python -m pytest -q $(ARGS)

@@ -160,6 +160,14 @@ class LoggerConfig:
 
 
 @dataclass
+class SweepInfo:
+    """Where a run sits in a sweep; set by the sweeper, recorded, never part of the identity."""
+
+    name: str | None = None  # the sweep file's stem
+    stage: str | None = choice(None, "tune", "confirm")  # two-stage protocol; None: single stage
+
+
+@dataclass
 class Config:
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
@@ -174,6 +182,7 @@ class Config:
     matmul_precision: str = choice("highest", "highest", "high", "medium")
     run_dir: str = "."  # set by Hydra to the job's output folder
     rerun: bool = False  # train again even if this run's record says completed
+    sweep: SweepInfo = field(default_factory=SweepInfo)
 
 
 def register_configs() -> None:
@@ -324,6 +333,7 @@ def activation_params(act: ActivationConfig) -> dict[str, Any]:
 NON_IDENTITY_KEYS = (
     "run_dir",
     "rerun",
+    "sweep",
     "logger",
     "callbacks",
     "torch_threads",

@@ -136,6 +136,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "attempt": (previous or {}).get("attempt", 0) + 1,
         "run_id": rid,
         "overrides": overrides,
+        "sweep": {"name": typed.sweep.name, "stage": typed.sweep.stage},
         "metrics": {},
         "diverged_at_step": None,
         "wall_time_s": None,
