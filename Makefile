@@ -25,12 +25,8 @@ install: $(STAMP)  ## create .venv with pip and install actbench with dev extras
 train: $(STAMP)  ## one training run (default: GELU MLP on MNIST-1D); overrides via ARGS
 	$(BIN)/python -m actbench.train $(ARGS)
 
-sweep: $(STAMP)  ## run a sweep file (SWEEP=sweeps/default.yaml) locally via Hydra multirun
-ifeq ($(BACKEND),local)
-	$(BIN)/actbench-sweep $(SWEEP) $(ARGS)
-else
-	@echo "make sweep: BACKEND=$(BACKEND) is not available yet; valid: local" >&2; exit 2
-endif
+sweep: $(STAMP)  ## run a sweep file (SWEEP=sweeps/default.yaml, BACKEND=local|slurm|wandb), then its report
+	$(BIN)/actbench-sweep $(SWEEP) --backend $(BACKEND) $(ARGS)
 
 report: $(STAMP)  ## statistics and figures from a sweep's records -> reports/<sweep>/ (SWEEP=...)
 	$(BIN)/actbench-report $(SWEEP) $(ARGS)

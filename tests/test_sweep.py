@@ -1,9 +1,16 @@
-"""Sweep files: W&B format -> Hydra multirun grid; bad files fail before anything runs."""
+"""Sweeps: W&B-format files, the project's Hydra sweeper (skip, resume, two stages, failures),
+the progress line and the W&B backend's command line."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,13 +19,27 @@ import yaml
 from actbench import sweep
 from conftest import REPO
 
+SWEEP_FILES = sorted((REPO / "sweeps").glob("*.yaml"))
 
-def test_grid_overrides_from_wandb_format():
-    spec = yaml.safe_load((REPO / "sweeps" / "default.yaml").read_text())
+
+@pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda p: p.name)
+def test_every_sweep_file_parses_and_each_value_composes(path: Path):
+    spec = sweep.load_sweep(path)
     overrides = sweep.grid_overrides(spec)
-    assert "seed=0,1,2" in overrides and "trainer.max_steps=2000" in overrides
-    assert any(o.startswith("activation=identity,tanh,relu") for o in overrides)
-    assert "${args_no_hyphens}" in spec["command"]  # the same file drives `wandb sweep`
+    sweep.protocol(spec)  # a broken two-stage block raises
+    sweep.check_points(overrides)  # every value of every parameter composes and validates
+    assert "${args_no_hyphens}" in spec["command"]  # the same file drives W&B agents
+
+
+def test_default_sweep_is_the_two_stage_protocol():
+    spec = sweep.load_sweep(REPO / "sweeps" / "default.yaml")
+    proto = sweep.protocol(spec)
+    assert proto is not None and proto.select == "optimizer.lr" and len(proto.seeds) >= 5
+    params = spec["parameters"]
+    assert set(params["model"]["values"]) == {"mlp", "vit"}
+    expected = {"identity", "relu", "gelu", "gelu_tanh", "silu", "softplus", "elu", "mish"}
+    assert expected <= set(params["activation"]["values"])
+    assert "actbench" not in sweep.wandb_spec(spec, "default")  # W&B never sees our block
 
 
 @pytest.mark.parametrize(
@@ -33,6 +54,23 @@ def test_unrunnable_sweeps_are_rejected(spec, fragment):
         sweep.grid_overrides(spec)
 
 
+@pytest.mark.parametrize(
+    ("confirm", "fragment"),
+    [
+        ({"select": "optimizer.momentum", "seeds": [1]}, "not a swept parameter"),
+        ({"select": "optimizer.lr", "seeds": [100]}, "must be non-empty and fresh"),
+        ({"select": "optimizer.lr", "seeds": [1], "goal": "up"}, "valid: maximize, minimize"),
+    ],
+)
+def test_bad_two_stage_blocks_are_rejected(confirm, fragment):
+    spec = {
+        "parameters": {"optimizer.lr": {"values": [1e-3, 1e-2]}, "seed": {"values": [100]}},
+        "actbench": {"confirm": confirm},
+    }
+    with pytest.raises(sweep.SweepError, match=fragment):
+        sweep.protocol(spec)
+
+
 def test_parameter_the_configs_lack_fails_before_running(tmp_path: Path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(
@@ -43,29 +81,274 @@ def test_parameter_the_configs_lack_fails_before_running(tmp_path: Path, capsys)
     assert err.startswith("actbench-sweep: error: optimizer.lrr: unknown key") and "\n" not in err
 
 
-def test_local_sweep_runs_every_point_once_and_skips_completed(tmp_path: Path, data_root: Path):
+def test_a_bad_value_late_in_the_grid_fails_before_running(tmp_path: Path, capsys):
+    bad = tmp_path / "bad.yaml"
+    grid = {"activation": {"values": ["relu", "gelu", "geluu"]}, "seed": {"values": [0, 1]}}
+    bad.write_text(yaml.safe_dump({"method": "grid", "parameters": grid}))
+    assert sweep.main([str(bad), "--runs-root", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "geluu" in err and "relu" in err and "\n" not in err
+    assert not (tmp_path / "runs").exists()  # nothing ran
+
+
+# --- selection and progress on records with known answers -----------------------------------
+
+PROTO = sweep.Protocol("optimizer.lr", "val/acc_best", "maximize", (0, 1))
+
+
+def _rec(status: str, acc: float | None = None) -> dict:
+    return {"status": status, "metrics": {} if acc is None else {"val/acc_best": acc}}
+
+
+def test_select_best_uses_the_mean_over_tuning_seeds_and_never_a_diverging_value():
+    jobs = [
+        [f"activation={a}", f"optimizer.lr={lr}", f"seed={s}"]
+        for a in ("relu", "gelu")
+        for lr in ("0.001", "0.01", "0.1")
+        for s in (100, 101)
+    ]
+    records = [
+        # relu: 0.01 best on average although 0.1 has the single best seed, which diverged once
+        _rec("completed", 0.80), _rec("completed", 0.82),
+        _rec("completed", 0.85), _rec("completed", 0.86),
+        _rec("completed", 0.95), _rec("diverged"),
+        # gelu: a tie between 0.001 and 0.01 keeps grid order; a failed run is left out
+        _rec("completed", 0.90), _rec("completed", 0.90),
+        _rec("completed", 0.90), _rec("failed"),
+        None, None,
+    ]  # fmt: skip
+    chosen = sweep.select_best(jobs, records, PROTO)
+    assert chosen[("activation=relu",)]["value"] == "0.01"
+    assert chosen[("activation=relu",)]["score"] == pytest.approx(0.855)
+    assert chosen[("activation=relu",)]["scores"]["0.1"] is None  # diverged: shown, never chosen
+    assert chosen[("activation=gelu",)]["value"] == "0.001"
+    confirm = sweep.confirm_jobs(chosen, PROTO)
+    assert confirm == [
+        ["activation=relu", "optimizer.lr=0.01", "seed=0"],
+        ["activation=relu", "optimizer.lr=0.01", "seed=1"],
+        ["activation=gelu", "optimizer.lr=0.001", "seed=0"],
+        ["activation=gelu", "optimizer.lr=0.001", "seed=1"],
+    ]
+
+
+def test_select_best_minimize_and_groups_with_nothing_usable():
+    proto = sweep.Protocol("optimizer.lr", "val/loss", "minimize", (0,))
+    jobs = [[f"model={m}", f"optimizer.lr={lr}"] for m in "ab" for lr in (1, 2)]
+    records = [
+        {"status": "completed", "metrics": {"val/loss": 0.5}},
+        {"status": "completed", "metrics": {"val/loss": 0.3}},
+        _rec("diverged"),
+        _rec("failed"),
+    ]
+    chosen = sweep.select_best(jobs, records, proto)
+    assert chosen[("model=a",)]["value"] == "2" and ("model=b",) not in chosen
+
+
+def test_progress_line_counts_from_records_and_estimates_time_left(tmp_path: Path):
+    statuses = ["completed", "completed", "diverged", "failed", "running", None]
+    for i, status in enumerate(statuses):
+        (tmp_path / f"r{i}").mkdir()
+        if status:
+            (tmp_path / f"r{i}" / "summary.json").write_text(json.dumps({"status": status}))
+    manifest = {
+        "name": "demo",
+        "stage": "confirm",
+        "sweep_dir": str(tmp_path),
+        "runs": [f"r{i}" for i in range(6)],
+        "started": 1000.0,
+        "finished_before": 1,  # one run was finished by an earlier, interrupted sweep
+    }
+    line = sweep.progress_line(manifest, now=1120.0)
+    # 3 of 6 done (diverged counts as done), 1 failed; 3 finished in 120 s -> 2 left ~ 80 s
+    assert line == (
+        "sweep demo [confirm]: 3/6 done (1 diverged, 1 failed) · 2m00s elapsed · ~1m20s left"
+    )
+
+
+# --- the sweeper end to end -----------------------------------------------------------------
+
+
+def _write(path: Path, spec: dict) -> Path:
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _records(sweep_dir: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/summary.json")}
+
+
+def _sweep_cmd(path: Path, tmp_path: Path, data_root: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "actbench.sweep", str(path), "--jobs", "2", "--no-report",
+        "--runs-root", str(tmp_path / "multirun"), "logger=none", "callbacks=no_diagnostics",
+        f"data.root={data_root}", *extra,
+    ]  # fmt: skip
+
+
+def test_two_stage_sweep_tunes_on_validation_then_confirms_on_fresh_seeds(
+    tmp_path: Path, data_root: Path
+):
     spec = {
         "method": "grid",
         "parameters": {
             "activation": {"values": ["relu", "gelu"]},
+            "optimizer.lr": {"values": [1e-3, 3e-2]},
+            "seed": {"values": [100]},
             "data": {"value": "digits"},
-            "trainer.max_steps": {"value": 30},
+            "trainer.max_steps": {"value": 25},
+        },
+        "actbench": {"confirm": {"select": "optimizer.lr", "seeds": [0, 1]}},
+    }
+    path = _write(tmp_path / "two.yaml", spec)
+    done = subprocess.run(
+        _sweep_cmd(path, tmp_path, data_root), cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    sweep_dir = tmp_path / "multirun" / "two"
+    records = list(_records(sweep_dir).values())
+    tune = [r for r in records if r["sweep"]["stage"] == "tune"]
+    confirm = [r for r in records if r["sweep"]["stage"] == "confirm"]
+    assert len(tune) == 4 and len(confirm) == 4
+    assert all(r["status"] == "completed" and r["sweep"]["name"] == "two" for r in records)
+    selection = json.loads((sweep_dir / "selection.json").read_text())
+    for group in selection["groups"]:
+        activation = next(o for o in group["group"] if o.startswith("activation=")).split("=")[1]
+        scores = {
+            o: r["metrics"]["val/acc_best"]
+            for r in tune
+            if r["activation"]["name"] == activation
+            for o in r["overrides"]
+            if o.startswith("optimizer.lr=")
+        }
+        assert len(scores) == 2
+        best = max(scores, key=scores.get)
+        assert f"optimizer.lr={group['value']}" == best  # the validation winner, per activation
+        seeds = sorted(r["seeds"]["seed"] for r in confirm if r["activation"]["name"] == activation)
+        assert seeds == [0, 1]  # fresh seeds, not the tuning seed
+    assert "sweep two [confirm]: 4/4 done (0 diverged, 0 failed)" in done.stdout
+
+
+def test_failed_runs_make_the_sweep_fail_by_name_and_diverged_runs_are_results(
+    tmp_path: Path, data_root: Path
+):
+    spec = {
+        "method": "grid",
+        "parameters": {
+            "data": {"values": ["digits", "mnist"]},  # mnist has no files here: that run fails
+            "optimizer": {"value": "sgd"},
+            "optimizer.lr": {"values": [0.1, 1e5]},  # 1e5 diverges
+            "trainer.max_steps": {"value": 25},
         },
     }
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    cwd = os.getcwd()
-    os.chdir(tmp_path)  # the sweep folder multirun/tiny is created here
+    path = _write(tmp_path / "mixed.yaml", spec)
+    cmd = _sweep_cmd(path, tmp_path, data_root, "data.root=" + str(tmp_path / "empty"))
+    cmd = [c for c in cmd if c != f"data.root={data_root}"]
+    # digits needs no files; mnist finds none in the empty root and fails with a DataError
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("actbench-sweep: error: 2 run(s) of sweep mixed failed")
+    assert "data=mnist" in last
+    records = _records(tmp_path / "multirun" / "mixed")
+    digits = sorted(r["status"] for r in records.values() if "data=digits" in r["overrides"])
+    assert digits == ["completed", "diverged"]  # a diverged run is a result, not a failure
+    assert all(r["status"] == "failed" for r in records.values() if "data=mnist" in r["overrides"])
+    assert "(1 diverged, " in done.stdout
+
+
+def test_kill_a_sweep_at_random_moments_then_rerun_runs_each_point_exactly_once(
+    tmp_path: Path, data_root: Path
+):
+    spec = {
+        "method": "grid",
+        "parameters": {
+            "activation": {"values": ["relu", "gelu", "elu", "silu"]},
+            "data": {"value": "digits"},
+            "trainer.max_steps": {"value": 120},
+        },
+    }
+    path = _write(tmp_path / "killed.yaml", spec)
+    cmd = _sweep_cmd(path, tmp_path, data_root)
+    sweep_dir = tmp_path / "multirun" / "killed"
+    rng = random.Random(7)
+    for _ in range(2):  # two interruptions at random moments, then a clean finish
+        proc = subprocess.Popen(
+            cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        time.sleep(rng.uniform(6.0, 14.0))
+        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and every worker, mid-whatever
+        proc.wait()
+    finished_before = {
+        name: (sweep_dir / name / "summary.json").stat().st_mtime_ns
+        for name, r in _records(sweep_dir).items()
+        if r["status"] in sweep.FINISHED
+    }
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = _records(sweep_dir)
+    assert len(records) == 4  # exactly the uninterrupted sweep's set of runs
+    assert all(r["status"] == "completed" and r["steps"] == 120 for r in records.values())
+    for name, stamp in finished_before.items():  # finished runs were not trained again
+        assert (sweep_dir / name / "summary.json").stat().st_mtime_ns == stamp
+    assert not list(sweep_dir.glob("*/previous"))  # nothing was set aside for a rerun
+
+
+# --- the W&B backend's command line, without network ---------------------------------------
+
+
+def test_wandb_backend_creates_the_sweep_then_starts_an_agent(tmp_path: Path, capsys):
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    calls = tmp_path / "calls.txt"
+    fake = fake_bin / "wandb"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> {calls}\n'
+        'if [ "$1" = sweep ]; then\n'
+        '  echo "wandb: Run sweep agent with: wandb agent me/proj/ab12cd" >&2\n'
+        "fi\n"
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    env = {"PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}", "WANDB_API_KEY": "x" * 40}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
-        args = [str(path), "--jobs", "2", "logger=none", f"data.root={data_root}"]
-        assert sweep.main(args) == 0
-        records = sorted((tmp_path / "multirun" / "tiny").glob("*/summary.json"))
-        assert len(records) == 2
-        summaries = [json.loads(p.read_text()) for p in records]
-        assert {s["activation"]["name"] for s in summaries} == {"relu", "gelu"}
-        assert all(s["status"] == "completed" and s["steps"] == 30 for s in summaries)
-        stamps = [p.stat().st_mtime_ns for p in records]
-        assert sweep.main(args) == 0  # again: both found completed, nothing retrained
-        assert [p.stat().st_mtime_ns for p in records] == stamps
+        code = sweep.main([
+            str(REPO / "sweeps" / "default.yaml"), "--backend", "wandb", "--project", "proj",
+            "--runs-root", str(tmp_path / "multirun"),
+        ])  # fmt: skip
     finally:
-        os.chdir(cwd)
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    assert code == 0
+    sweep_file = tmp_path / "multirun" / "default" / "wandb_sweep.yaml"
+    assert calls.read_text().splitlines() == [
+        f"sweep {sweep_file} --project proj",
+        "agent me/proj/ab12cd",
+    ]
+    created = yaml.safe_load(sweep_file.read_text())
+    assert "actbench" not in created and created["method"] == "grid"
+    assert created["parameters"]["sweep.stage"] == {"value": "tune"}
+    out = capsys.readouterr().out
+    assert "other machines join with: wandb agent me/proj/ab12cd" in out
+
+
+def test_wandb_backend_without_an_account_is_one_line(tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path))  # no netrc login either
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    code = sweep.main([str(REPO / "sweeps" / "quick.yaml"), "--backend", "wandb"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "valid:" in err and "BACKEND=local" in err
+
+
+def test_slurm_backend_uses_the_submitit_launcher_config(capsys):
+    code = sweep.main([str(REPO / "sweeps" / "quick.yaml"), "--backend", "slurm", "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0 and "hydra/launcher=slurm" in out and "hydra/sweeper=actbench" in out
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")

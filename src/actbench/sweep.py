@@ -1,37 +1,98 @@
-"""``make sweep``: a W&B-format sweep file expanded into one Hydra multirun (joblib launcher).
+"""``make sweep``: a W&B-format sweep file run by one of three backends.
 
-The grid itself is Hydra's: each parameter becomes a comma-separated override, Hydra's basic
-sweeper takes the product and the joblib launcher runs the jobs in parallel worker processes.
-The sweep folder is named after the sweep file, so running the same sweep again finds each
-job's record and skips the completed ones instead of training them twice.
+- ``local`` (default): the grid becomes one Hydra multirun with the joblib launcher; the project's
+  Hydra sweeper (``hydra_plugins/actbench_sweeper``) skips finished runs, resumes interrupted ones,
+  runs the two-stage learning-rate protocol and names failed runs at the end.
+- ``slurm``: the same multirun through Hydra's submitit launcher
+  (``conf/hydra/launcher/slurm.yaml``).
+- ``wandb``: ``wandb sweep`` on the file's W&B part, then ``wandb agent``.
+
+A sweep file is W&B's format (method, metric, parameters, command) plus an optional ``actbench``
+block that W&B never sees::
+
+    actbench:
+      confirm:                  # two-stage protocol: stage 1 ("tune") is the grid above
+        select: optimizer.lr    # the parameter tuned per everything else in the grid
+        metric: val/acc_best    # scored on validation
+        goal: maximize
+        seeds: [0, 1, 2, 3, 4]  # stage 2 ("confirm"): best value on fresh seeds, test set read once
+
+This module holds the pure parts (parsing, selection, progress); the sweeper plugin calls them.
+It imports neither torch nor Lightning, so sweep start-up stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
+import re
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+try:  # the progress line is a Hydra callback; Hydra is always installed with actbench
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover
+    Callback = object  # type: ignore[assignment,misc]
+
 LOCAL_METHODS = ("grid",)
+BACKENDS = ("local", "slurm", "wandb")
+GOALS = ("maximize", "minimize")
+FINISHED = ("completed", "diverged")  # a rerun skips these: diverging is a result too
+SUMMARY = "summary.json"
+MANIFEST = "progress.json"
+SELECTION = "selection.json"
 
 
 class SweepError(ValueError):
-    """A sweep file that cannot run locally (the message is a single line)."""
+    """A sweep file that cannot run (the message is a single line)."""
+
+
+class SweepFailed(RuntimeError):
+    """Some runs of a sweep failed; the message names them (one line)."""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Two-stage protocol: tune ``select`` on validation, confirm the best on fresh seeds."""
+
+    select: str
+    metric: str
+    goal: str
+    seeds: tuple[int, ...]
+
+
+# --- sweep files ----------------------------------------------------------------------------
 
 
 def load_sweep(path: Path) -> dict[str, Any]:
     try:
         spec = yaml.safe_load(Path(path).read_text())
     except OSError as err:
-        raise SweepError(f"sweep file {str(path)!r} cannot be read: {err.strerror}") from err
-    if not isinstance(spec, dict) or "parameters" not in spec:
+        valid = ", ".join(sorted(p.name for p in Path("sweeps").glob("*.yaml"))) or "none found"
+        raise SweepError(
+            f"sweep file {str(path)!r} cannot be read: {err.strerror}; sweeps/ has: {valid}"
+        ) from err
+    if not isinstance(spec, dict) or not isinstance(spec.get("parameters"), dict):
         raise SweepError(f"sweep file {str(path)!r} has no 'parameters' mapping (W&B sweep format)")
     return spec
+
+
+def _values(key: str, param: Any) -> list[Any]:
+    if isinstance(param, dict) and "values" in param:
+        return list(param["values"])
+    if isinstance(param, dict) and "value" in param:
+        return [param["value"]]
+    raise SweepError(
+        f"sweep parameter {key!r}={param!r} is not a grid; valid: {{values: [...]}} or {{value: x}}"
+    )
 
 
 def grid_overrides(spec: dict[str, Any]) -> list[str]:
@@ -42,22 +103,13 @@ def grid_overrides(spec: dict[str, Any]) -> list[str]:
             f"sweep method {method!r} cannot run locally; valid: {', '.join(LOCAL_METHODS)} "
             "(use BACKEND=wandb for W&B's own random/bayes search)"
         )
-    overrides = []
-    for key, param in spec["parameters"].items():
-        if isinstance(param, dict) and "values" in param:
-            values = param["values"]
-        elif isinstance(param, dict) and "value" in param:
-            values = [param["value"]]
-        else:
-            raise SweepError(
-                f"sweep parameter {key!r}={param!r} is not a grid; valid: {{values: [...]}} "
-                "or {value: x}"
-            )
-        overrides.append(f"{key}={','.join(_hydra_value(v) for v in values)}")
-    return overrides
+    return [
+        f"{key}={','.join(hydra_value(v) for v in _values(key, param))}"
+        for key, param in spec["parameters"].items()
+    ]
 
 
-def _hydra_value(value: Any) -> str:
+def hydra_value(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -65,47 +117,271 @@ def _hydra_value(value: Any) -> str:
     return str(value)
 
 
-def check_first_point(overrides: list[str]) -> None:
-    """Compose and validate the grid's first point, so a bad parameter fails before any run."""
+def protocol(spec: dict[str, Any]) -> Protocol | None:
+    """The two-stage block of a sweep file, checked against its grid; None for one stage."""
+    block = (spec.get("actbench") or {}).get("confirm")
+    if block is None:
+        return None
+    params = spec["parameters"]
+    select = block.get("select", "optimizer.lr")
+    if select not in params or len(_values(select, params[select])) < 2:
+        swept = [k for k, p in params.items() if len(_values(k, p)) > 1]
+        raise SweepError(
+            f"actbench.confirm.select={select!r} is not a swept parameter of the grid; "
+            f"valid: {', '.join(swept) or 'none (sweep at least two values)'}"
+        )
+    goal = block.get("goal", "maximize")
+    if goal not in GOALS:
+        raise SweepError(
+            f"actbench.confirm.goal={goal!r} is not allowed; valid: {', '.join(GOALS)}"
+        )
+    seeds = tuple(int(s) for s in block.get("seeds") or ())
+    tune_seeds = {int(s) for s in _values("seed", params["seed"])} if "seed" in params else {0}
+    if not seeds or tune_seeds & set(seeds):
+        raise SweepError(
+            f"actbench.confirm.seeds={list(seeds)} must be non-empty and fresh; valid: seeds "
+            f"other than the tuning seeds {sorted(tune_seeds)}"
+        )
+    return Protocol(select, block.get("metric", "val/acc_best"), goal, seeds)
+
+
+def wandb_spec(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    """The part of a sweep file W&B understands; two-stage files run their tuning stage there."""
+    out = {k: v for k, v in spec.items() if k != "actbench"}
+    out["parameters"] = {**spec["parameters"], "sweep.name": {"value": name}}
+    if protocol(spec) is not None:
+        out["parameters"]["sweep.stage"] = {"value": "tune"}
+    out.setdefault("program", "actbench-train")
+    return out
+
+
+def check_points(overrides: list[str]) -> None:
+    """Compose and validate every value of every swept parameter (not the whole product), so a
+    typo anywhere in the grid fails before any run starts."""
     from hydra import compose, initialize_config_dir
 
     from actbench.config import register_configs, validate
 
     register_configs()
-    first = [o.split(",")[0] if "=" in o else o for o in overrides]
+    first = [o.split(",")[0] for o in overrides]
+    variants = [first]
+    for i, override in enumerate(overrides):
+        key, _, values = override.partition("=")
+        for value in values.split(",")[1:]:
+            variants.append([*first[:i], f"{key}={value}", *first[i + 1 :]])
     conf_dir = Path(__file__).resolve().parents[2] / "conf"
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-        validate(compose("config", overrides=["run_dir=.", *first]))
+        for variant in variants:
+            validate(compose("config", overrides=["run_dir=.", *variant]))
+
+
+# --- records, selection, progress -----------------------------------------------------------
+
+
+def read_status(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((Path(run_dir) / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return None  # never started, or killed before its first record
+
+
+def _key_of(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def select_best(
+    jobs: list[list[str]], records: list[dict[str, Any] | None], proto: Protocol
+) -> dict[tuple[str, ...], dict[str, Any]]:
+    """Best value of ``proto.select`` per group (the job minus select and seed), by the mean of
+    ``proto.metric`` over tuning seeds. A value that diverged on any seed is never chosen (it is
+    unstable); failed or unfinished runs are left out of the mean. Ties keep grid order."""
+    sign = 1.0 if proto.goal == "maximize" else -1.0
+    scores: dict[tuple[str, ...], dict[str, list[float]]] = {}
+    for job, rec in zip(jobs, records, strict=True):
+        group = tuple(o for o in job if _key_of(o) not in (proto.select, "seed", "sweep.stage"))
+        value = next(o.split("=", 1)[1] for o in job if _key_of(o) == proto.select)
+        per_value = scores.setdefault(group, {}).setdefault(value, [])
+        if rec is None or rec.get("status") not in FINISHED:
+            continue
+        metric = rec.get("metrics", {}).get(proto.metric)
+        ok = rec["status"] == "completed" and metric is not None and math.isfinite(metric)
+        per_value.append(sign * metric if ok else -math.inf)
+    chosen = {}
+    for group, by_value in scores.items():
+        means = {v: sum(s) / len(s) for v, s in by_value.items() if s}
+        if not means or max(means.values()) == -math.inf:
+            continue  # nothing usable: the group is reported, not confirmed
+        best = max(means, key=lambda v: means[v])  # first maximum: grid order breaks ties
+        chosen[group] = {
+            "value": best,
+            "score": sign * means[best],
+            "scores": {v: (sign * m if math.isfinite(m) else None) for v, m in means.items()},
+        }
+    return chosen
+
+
+def varying(groups: list[tuple[str, ...]]) -> set[str]:
+    """The overrides that differ between groups (the ones worth printing)."""
+    seen: dict[str, set[str]] = {}
+    for group in groups:
+        for o in group:
+            seen.setdefault(_key_of(o), set()).add(o)
+    return {o for values in seen.values() if len(values) > 1 for o in values}
+
+
+def confirm_jobs(chosen: dict[tuple[str, ...], dict[str, Any]], proto: Protocol) -> list[list[str]]:
+    return [
+        [*group, f"{proto.select}={pick['value']}", f"seed={seed}"]
+        for group, pick in chosen.items()
+        for seed in proto.seeds
+    ]
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def progress_line(manifest: dict[str, Any], now: float | None = None) -> str:
+    """``sweep default [tune]: 37/144 done (1 diverged, 0 failed) · 12m04s elapsed · ~20m left``"""
+    now = time.time() if now is None else now
+    root = Path(manifest["sweep_dir"])
+    statuses = [(read_status(root / d) or {}).get("status") for d in manifest["runs"]]
+    done = sum(s in FINISHED for s in statuses)
+    failed = statuses.count("failed")
+    diverged = statuses.count("diverged")
+    total = len(statuses)
+    elapsed = now - manifest["started"]
+    finished_here = done + failed - manifest["finished_before"]
+    left = (total - done - failed) * elapsed / finished_here if finished_here > 0 else math.inf
+    stage = f" [{manifest['stage']}]" if manifest.get("stage") else ""
+    return (
+        f"sweep {manifest['name']}{stage}: {done}/{total} done ({diverged} diverged, "
+        f"{failed} failed) · {_duration(elapsed)} elapsed · ~{_duration(left)} left"
+    )
+
+
+class SweepProgress(Callback):
+    """Hydra callback: after each job of a sweep, one line with runs done/total, failed,
+    diverged and time left (read from the records, so parallel workers agree)."""
+
+    def on_job_end(self, config: Any, job_return: Any = None, **kwargs: Any) -> None:
+        try:
+            manifest = json.loads((Path(config.hydra.sweep.dir) / MANIFEST).read_text())
+        except (OSError, ValueError, AttributeError):
+            return  # a single run, or a multirun not started by the actbench sweeper
+        print(progress_line(manifest), flush=True)
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def _hydra_command(args: argparse.Namespace, spec: dict[str, Any], extra: list[str]) -> list[str]:
+    proto = protocol(spec)
+    name = args.sweep.stem
+    jobs = max(1, args.jobs)
+    threads = max(1, (os.cpu_count() or 1) // jobs)  # split the cores between workers
+    launcher = (
+        ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
+        if args.backend == "local"
+        else ["hydra/launcher=slurm"]
+    )
+    sweeper = ["hydra/sweeper=actbench", f"hydra.sweeper.name={name}"]
+    sweeper.append(f"hydra.sweeper.report={str(not args.no_report).lower()}")
+    if proto is not None:
+        sweeper += [
+            f"hydra.sweeper.select={proto.select}",
+            f"hydra.sweeper.metric={proto.metric}",
+            f"hydra.sweeper.goal={proto.goal}",
+            f"hydra.sweeper.confirm_seeds=[{','.join(map(str, proto.seeds))}]",
+        ]
+    return [
+        sys.executable, "-m", "actbench.train", "--multirun",
+        *launcher, *sweeper,
+        f"hydra.sweep.dir={args.runs_root}/{name}",
+        *([f"torch_threads={threads}"] if args.backend == "local" else []),
+        "trainer.enable_progress_bar=false",  # the sweep prints its own progress line
+        f"sweep.name={name}",
+        *grid_overrides(spec), *extra,
+    ]  # fmt: skip
+
+
+def _wandb_commands(args: argparse.Namespace, spec: dict[str, Any]) -> tuple[Path, list[str]]:
+    name = args.sweep.stem
+    path = Path(args.runs_root) / name / "wandb_sweep.yaml"
+    create = ["wandb", "sweep", str(path)]
+    if args.project:
+        create += ["--project", args.project]
+    if args.entity:
+        create += ["--entity", args.entity]
+    return path, create
+
+
+def _run_wandb(args: argparse.Namespace, spec: dict[str, Any]) -> int:
+    from actbench.tracking import has_wandb_api_key
+
+    path, create = _wandb_commands(args, spec)
+    print("actbench-sweep:", " ".join(create), "&& wandb agent <entity/project/sweep_id>")
+    if args.dry_run:
+        return 0
+    if not has_wandb_api_key():
+        print(
+            "actbench-sweep: error: BACKEND=wandb needs a W&B account and network; valid: run "
+            "`wandb login` (or set WANDB_API_KEY), or use BACKEND=local",
+            file=sys.stderr,
+        )
+        return 2
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(wandb_spec(spec, args.sweep.stem), sort_keys=False))
+    made = subprocess.run(create, capture_output=True, text=True)
+    sys.stderr.write(made.stderr)
+    found = re.search(r"wandb agent (\S+)", made.stdout + made.stderr)
+    if made.returncode != 0 or not found:
+        print("actbench-sweep: error: `wandb sweep` did not create a sweep", file=sys.stderr)
+        return made.returncode or 1
+    print(f"actbench-sweep: other machines join with: wandb agent {found.group(1)}")
+    if protocol(spec) is not None:
+        print(
+            "actbench-sweep: W&B runs the tuning stage; its confirmation stage needs every "
+            "record in one place, so run it with BACKEND=local or slurm"
+        )
+    env = {**os.environ, "WANDB_START_METHOD": "thread"}
+    return subprocess.run(["wandb", "agent", found.group(1)], env=env).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="actbench-sweep", description="Run a W&B-format sweep file locally via Hydra multirun."
+        prog="actbench-sweep",
+        description="Run a W&B-format sweep file: locally (Hydra multirun, joblib), on SLURM "
+        "(submitit) or on W&B agents. Rerunning a sweep skips finished runs and resumes others.",
     )
     parser.add_argument("sweep", type=Path, help="sweep file, e.g. sweeps/default.yaml")
+    parser.add_argument("--backend", default="local", help=f"one of {', '.join(BACKENDS)}")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel workers")
+    parser.add_argument("--runs-root", default="multirun", help="sweeps write runs/<sweep name>/")
+    parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    parser.add_argument("--project", default=None, help="W&B project (BACKEND=wandb)")
+    parser.add_argument("--entity", default=None, help="W&B entity (BACKEND=wandb)")
     parser.add_argument("--dry-run", action="store_true", help="print the command, run nothing")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_intermixed_args(argv)
     try:
+        if args.backend not in BACKENDS:
+            raise SweepError(f"backend {args.backend!r} is unknown; valid: {', '.join(BACKENDS)}")
         spec = load_sweep(args.sweep)
-        overrides = grid_overrides(spec) + list(args.overrides)
-        check_first_point(overrides)
+        if args.backend == "wandb":
+            protocol(spec)  # a broken two-stage block fails here too
+            return _run_wandb(args, spec)
+        command = _hydra_command(args, spec, list(args.overrides))
+        check_points(grid_overrides(spec) + list(args.overrides))
     except Exception as err:
         from actbench.config import one_line_error
 
         print(f"actbench-sweep: error: {one_line_error(err)}", file=sys.stderr)
         return 2
-    jobs = max(1, args.jobs)
-    threads = max(1, (os.cpu_count() or 1) // jobs)  # split the cores between workers
-    command = [
-        sys.executable, "-m", "actbench.train", "--multirun",
-        "hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}",
-        "hydra.launcher.verbose=10",  # joblib's own progress: done/total, elapsed, remaining
-        f"hydra.sweep.dir=multirun/{args.sweep.stem}",
-        f"torch_threads={threads}", "trainer.enable_progress_bar=false",
-        *overrides,
-    ]  # fmt: skip
     print("actbench-sweep:", " ".join(command[1:]))
     if args.dry_run:
         return 0
