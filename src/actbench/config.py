@@ -203,18 +203,24 @@ def _check_field(path: str, value: Any, meta: dict) -> None:
     if options is not None and value not in options:
         raise ConfigError(f"{path}={value!r} is not allowed; valid: {', '.join(options)}")
     limits = [
-        ("ge", lambda v, b: v >= b, ">="),
-        ("gt", lambda v, b: v > b, ">"),
-        ("le", lambda v, b: v <= b, "<="),
-        ("lt", lambda v, b: v < b, "<"),
+        ("ge", lambda v, b: v >= b),
+        ("gt", lambda v, b: v > b),
+        ("le", lambda v, b: v <= b),
+        ("lt", lambda v, b: v < b),
     ]
-    for key, ok, _ in limits:
+    for key, ok in limits:
         bound = meta.get(key)
         if bound is not None and not ok(value, bound):
-            allowed = " and ".join(
-                f"{s} {meta[k]:g}" for k, _, s in limits if meta.get(k) is not None
-            )
-            raise ConfigError(f"{path}={value!r} is out of range; must be {allowed}")
+            raise ConfigError(f"{path}={value!r} is out of range; must be {_bounds_text(meta)}")
+
+
+_LIMIT_SIGNS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+
+
+def _bounds_text(meta: dict) -> str:
+    """A field's range as text, e.g. '>= 0 and < 1' ('' when unbounded)."""
+    signs = [(sign, meta[k]) for k, sign in _LIMIT_SIGNS if meta.get(k) is not None]
+    return " and ".join(f"{sign} {bound:g}" for sign, bound in signs)
 
 
 def _walk(obj: Any, prefix: str) -> None:
@@ -259,6 +265,12 @@ def validate(cfg: DictConfig) -> Config:
             raise ConfigError(
                 f"callbacks.{name}={node!r} is not a callback; each entry needs a _target_ "
                 "(a Lightning callback class)"
+            )
+        size = node.get("probe_size")  # a free-form node: no schema checks its values
+        if size is not None and (type(size) is not int or size < 1):
+            raise ConfigError(
+                f"callbacks.{name}.probe_size={size!r} is out of range; must be an integer >= 1 "
+                "(values above the split's size use the whole split)"
             )
     opt = obj.optimizer
     if opt.name != "sgd" and opt.momentum != 0.0:
@@ -402,7 +414,13 @@ MODEL_SCHEMAS: dict[str, type[ModelConfig]] = {"MLPConfig": MLPConfig, "ViTConfi
 
 
 def _schema_keys(path: str, schema: str | None = None) -> list[str] | None:
-    """Valid keys at a dotted path of the schema, e.g. 'optimizer' -> OptimizerConfig fields.
+    """Valid keys at a dotted path of the schema, e.g. 'optimizer' -> OptimizerConfig fields."""
+    fields = _schema_fields(path, schema)
+    return None if fields is None else [f.name for f in fields if not f.name.startswith("_")]
+
+
+def _schema_fields(path: str, schema: str | None = None) -> list[dataclasses.Field] | None:
+    """The dataclass fields at a dotted path of the schema (None when the path is not typed).
 
     ``schema`` is the class OmegaConf names in its error ("Key 'x' not in 'ViTConfig'"): it
     picks the model family's schema, since 'model' alone does not say which one was chosen.
@@ -426,7 +444,32 @@ def _schema_keys(path: str, schema: str | None = None) -> list[str] | None:
         )
         if node is None:
             return None
-    return [f.name for f in dataclasses.fields(node) if not f.name.startswith("_")]
+    return list(dataclasses.fields(node))
+
+
+def _accepted(key_path: str, schema: str | None, kind: str | None = None) -> str:
+    """What a key accepts, from its schema: 'Integer >= 1', 'one of: none, batch', ...
+
+    ``kind`` is OmegaConf's word for the type (Integer, Float, Boolean), kept as it says it.
+    """
+    parent, _, leaf = key_path.rpartition(".")
+    field_ = next((f for f in _schema_fields(parent, schema) or [] if f.name == leaf), None)
+    meta = dict(field_.metadata) if field_ is not None else {}
+    if meta.get("choices"):
+        return "one of: " + ", ".join(str(c) for c in meta["choices"] if c is not None)
+    kind = kind or {int: "Integer", float: "Float", bool: "Boolean"}.get(
+        _base_type(field_.type) if field_ is not None else None, "a value"
+    )
+    if kind == "Boolean":
+        return "Boolean (true or false)"
+    bounds = _bounds_text(meta)
+    return f"{kind} {bounds}" if bounds else kind
+
+
+def _base_type(annotation: Any) -> type | None:
+    """``int`` for 'int', 'int | None' and the like (annotations are strings here)."""
+    text = str(annotation).replace("None", "").replace("|", "").strip()
+    return {"int": int, "float": float, "bool": bool}.get(text)
 
 
 def one_line_error(err: BaseException) -> str:
@@ -454,11 +497,22 @@ def one_line_error(err: BaseException) -> str:
         keys = _schema_keys(parent, unknown.group(2))
         valid = f"; valid keys: {', '.join(keys)}" if keys else ""
         return f"{key_path}: unknown key{valid}"
+    object_type = re.search(r"object_type=(\w+)", text)
+    schema = object_type.group(1) if object_type else None
     conv = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)", text)
     if conv and full_key:
-        return f"{full_key.group(1)}={conv.group(1)!r} has the wrong type; expected {conv.group(2)}"
+        key_path = full_key.group(1)
+        expected = _accepted(key_path, schema, conv.group(2))
+        return f"{key_path}={conv.group(1)!r} has the wrong type; expected {expected}"
+    bad_bool = re.search(r"Value '([^']*)' is not a valid bool", text)
+    if bad_bool and full_key:
+        key_path = full_key.group(1)
+        return (
+            f"{key_path}={bad_bool.group(1)!r} has the wrong type; expected Boolean (true or false)"
+        )
     not_opt = re.search(r"field '([^']+)' is not Optional", text)
     if not_opt:
-        return f"{not_opt.group(1)}=None is not allowed; this key needs a value"
+        key_path = not_opt.group(1)
+        return f"{key_path}=None is not allowed; expected {_accepted(key_path, schema)}"
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
     return first

@@ -240,8 +240,14 @@ LOADERS = {
 class IndexBatches:
     """Batches (x[idx], y[idx]) of device tensors; a fresh seeded permutation per epoch.
 
-    Under data parallelism each rank takes a disjoint, equal-sized shard of every epoch's
-    permutation (like ``DistributedSampler``), so index batching does not bypass sharding.
+    Under data parallelism each rank takes a disjoint shard of every epoch's order, so index
+    batching does not bypass sharding. Training shards are equal-sized (the last
+    ``len(x) % world_size`` examples of each epoch's permutation are left out, as with
+    ``DistributedSampler(drop_last=True)``). With ``cover_all`` (evaluation) nothing is left out
+    and nothing is repeated: shards differ by at most one example, and every rank still yields the
+    same number of batches, since a rank that ran out early would leave the others waiting in a
+    collective. The epoch metrics are sums over examples reduced across ranks, so uneven shards
+    are weighted correctly.
     """
 
     def __init__(
@@ -256,20 +262,37 @@ class IndexBatches:
         world_size: int = 1,
         epoch_fn: Callable[[], int] | None = None,
         transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+        cover_all: bool = False,
     ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank={rank} is out of range for world_size={world_size}")
+        if cover_all and drop_last:
+            raise ValueError("cover_all and drop_last exclude each other")
         self.x, self.y = x, y
         self.transform = transform  # random augmentation of each batch's inputs
         self.batch_size = batch_size
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.cover_all = rank, world_size, cover_all
         self.epoch = 0
         self.epoch_fn = epoch_fn  # the trainer's epoch, so a resumed run replays the same order
-        self.per_rank = len(x) // world_size if world_size > 1 else len(x)
+        n = len(x)
+        if cover_all:
+            self.per_rank = len(range(rank, n, world_size))  # strided: ranks < n % W get one more
+            fewest = n // world_size
+            if fewest == 0:
+                raise ValueError(f"{n} examples cannot be shared by {world_size} processes")
+            # Batch count from the smallest shard, so no rank gets an empty batch; a larger shard's
+            # last batch then holds one example more than batch_size.
+            self._num_batches = -(-fewest // batch_size)
+        else:
+            self.per_rank = n // world_size
+            if drop_last:
+                self._num_batches = self.per_rank // batch_size
+            else:
+                self._num_batches = -(-self.per_rank // batch_size)
 
     def __len__(self) -> int:
-        if self.drop_last:
-            return self.per_rank // self.batch_size
-        return -(-self.per_rank // self.batch_size)
+        return self._num_batches
 
     def indices(self, epoch: int) -> torch.Tensor:
         """This rank's sample order for ``epoch`` (on the CPU; deterministic in seed and epoch)."""
@@ -280,7 +303,9 @@ class IndexBatches:
         else:
             order = torch.arange(n)
         if self.world_size > 1:
-            order = order[: self.per_rank * self.world_size][self.rank :: self.world_size]
+            if not self.cover_all:
+                order = order[: self.per_rank * self.world_size]
+            order = order[self.rank :: self.world_size]
         return order
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -293,8 +318,12 @@ class IndexBatches:
             # resumed run replays the same augmentations and ranks draw different ones.
             gen = torch.Generator(device=self.x.device)
             gen.manual_seed((self.seed * 1_000_003 + epoch) * 1_009 + self.rank + 7_919)
+        last = len(self) - 1
         for i in range(len(self)):
-            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            # With cover_all the last batch takes whatever of the shard is left (at most one
+            # example over batch_size); otherwise slicing stops at batch_size as usual.
+            end = len(order) if self.cover_all and i == last else (i + 1) * self.batch_size
+            idx = order[i * self.batch_size : end]
             x = self.x[idx]
             yield (self.transform(x, gen) if gen is not None else x), self.y[idx]
 
@@ -448,7 +477,15 @@ class DataModule(pl.LightningDataModule):
                 epoch_fn=lambda: trainer.current_epoch if trainer else 0,
                 transform=self._augmentation() if self.augment else None,
             )
-        return IndexBatches(x, y, self.eval_batch_size, shuffle=False, rank=rank, world_size=world)
+        if len(y) < world:
+            raise DataError(
+                f"the {split} split of data.name={self.name!r} has {len(y)} examples, fewer than "
+                f"the {world} training processes; use fewer devices"
+            )
+        # Evaluation covers every example exactly once, however the split divides by the ranks.
+        return IndexBatches(
+            x, y, self.eval_batch_size, shuffle=False, rank=rank, world_size=world, cover_all=True
+        )
 
     def _augmentation(self) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
         padding, flip = AUGMENTATIONS[self.name]

@@ -52,6 +52,17 @@ def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
+def clear_partial_writes(run_dir: Path, names: tuple[str, ...] = (SUMMARY, "metrics.csv")) -> None:
+    """Remove the temporary files of atomic writes that a killed process left half-written.
+
+    They never replace the real file, so they are harmless, but they would pile up in the run
+    folder with every kill. Only call this while no other process writes into ``run_dir``.
+    """
+    for name in names:
+        for tmp in Path(run_dir).glob(f".{name}.*"):
+            tmp.unlink(missing_ok=True)
+
+
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     """The run's summary, or None when there is none (or it is unreadable)."""
     try:
@@ -94,9 +105,17 @@ def peak_memory() -> dict[str, float]:
     return peak
 
 
-def reproducibility(device: torch.device) -> dict[str, Any]:
-    """Everything besides the config that decides a run's numbers."""
+def reproducibility(
+    device: torch.device, world_size: int = 1, backend: str | None = None
+) -> dict[str, Any]:
+    """Everything besides the config that decides a run's numbers.
+
+    ``world_size`` and ``backend``: data-parallel processes and their collective backend (the
+    effective batch is ``world_size`` times ``data.batch_size``).
+    """
     return {
+        "world_size": world_size,
+        "process_group_backend": backend if world_size > 1 else None,
         "git": git_state(),
         "command": [sys.executable, *sys.argv],
         "versions": package_versions(),

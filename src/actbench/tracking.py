@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -72,19 +74,47 @@ def start_wandb(
         config=config,
         resume="allow",
     )
-    logger = WandbLogger(mode=resolved, settings=_settings(init_timeout_s), **kwargs)
+    started = time.time()
+    logger = _wandb_logger(mode=resolved, settings=_settings(init_timeout_s), **kwargs)
     try:
         run = logger.experiment  # starts the run now, not at the first log call
     except Exception as err:
         if resolved != "online":
             raise
-        log.warning("W&B online start failed (%s); logging offline instead", str(err)[:200])
-        logger = WandbLogger(mode="offline", settings=_settings(init_timeout_s), **kwargs)
+        reason = " ".join(str(err).split())[:200]  # W&B's messages span lines; the warning won't
+        log.warning("W&B online start failed (%s); logging offline instead", reason)
+        _discard_failed_start(run_dir, run_id, started)
+        logger = _wandb_logger(mode="offline", settings=_settings(init_timeout_s), **kwargs)
         run = logger.experiment
     run.define_metric("val/acc", summary="max")
     run.define_metric("val/acc_best", summary="max")
     run.define_metric("val/loss", summary="min")
     return logger
+
+
+def _wandb_logger(**kwargs: Any) -> WandbLogger:
+    logger = WandbLogger(**kwargs)
+    # Lightning passes anonymous=None, which this wandb version warns about on every start
+    # ("has no effect"); dropping the key changes nothing else.
+    init = getattr(logger, "_wandb_init", {})
+    if init.get("anonymous", "unset") is None:
+        del init["anonymous"]
+    return logger
+
+
+def _discard_failed_start(run_dir: Path, run_id: str, since: float) -> None:
+    """Forget an online start that failed, so the offline run can take the same id.
+
+    The W&B service keeps a failed run's id registered ("run ID is in use") and leaves its
+    folder behind; shutting the service down (the next start makes a new one) and removing
+    the folder that this attempt created leaves one run, the offline one.
+    """
+    import wandb
+
+    wandb.teardown()
+    for folder in (run_dir / "wandb").glob(f"run-*-{run_id}"):
+        if folder.is_dir() and folder.stat().st_mtime >= since - 1:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def csv_logger(run_dir: Path) -> CSVLogger:

@@ -5,6 +5,7 @@ Seed, instantiate, fit, test, write the run record, and always close the W&B run
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -24,14 +25,23 @@ from actbench.config import ConfigError, group_id, one_line_error, register_conf
 log = logging.getLogger("actbench.train")
 register_configs()
 
-# Known-harmless library chatter that would bury the one line a user needs.
-for _pattern in (
-    ".*LeafSpec.*",
-    ".*smaller than the logging interval.*",
-    ".*exists and is not empty.*",
-    ".*does not have many workers.*",
-):
-    warnings.filterwarnings("ignore", message=_pattern)
+
+def _quiet_library_chatter(in_sweep: bool) -> None:
+    """Silence known-harmless library chatter that would bury the one line a user needs.
+
+    Called inside the task function, not at import: a sweep's workers receive the task by value
+    (it lives in ``__main__``), so module-level code never runs there.
+    """
+    for pattern in (
+        ".*LeafSpec.*",
+        ".*smaller than the logging interval.*",
+        ".*exists and is not empty.*",
+        ".*does not have many workers.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+    if in_sweep:  # "GPU available: ..." once per job is noise between the progress lines
+        logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+        logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
 
 
 def _task_overrides() -> list[str]:
@@ -75,22 +85,68 @@ def _set_aside_previous(run_dir: Path) -> None:
     log.info("previous outputs moved to %s", dest)
 
 
+# The split each diagnostic takes its probe from (its first probe_size examples).
+PROBE_SPLITS = {"CurvatureMonitor": "train", "DeadNeuronMonitor": "val"}
+
+
+def _probe_sizes(cfg: DictConfig, sizes: dict[str, int], warn: bool) -> dict[str, dict[str, int]]:
+    """Probe sizes larger than their split, clamped to the whole split with one warning each.
+
+    A larger probe cannot be drawn, and "all of it" is what such a value asks for (the README
+    suggests 4096 on MNIST-1D's 3600 training examples), so this is a warning, not an error.
+    """
+    clamped: dict[str, dict[str, int]] = {}
+    for name, node in cfg.callbacks.items():
+        size = node.get("probe_size") if isinstance(node, DictConfig) else None
+        split = PROBE_SPLITS.get(str(node.get("_target_", "")).rsplit(".", 1)[-1])
+        if size is None or split is None or size <= sizes[split]:
+            continue
+        clamped[name] = {"probe_size": sizes[split]}
+        if warn:
+            log.warning(
+                "callbacks.%s.probe_size=%d is larger than the %s split (%d examples); "
+                "the probe is the whole split",
+                name, size, split, sizes[split],
+            )  # fmt: skip
+    return clamped
+
+
+def _rank_failure(run_dir: Path, rank: int, code: int) -> str:
+    return f"rank {rank} exited with code {code} (its traceback: {run_dir}/train_rank{rank}.log)"
+
+
+def _original_cwd() -> str:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import get_original_cwd
+
+    return get_original_cwd() if HydraConfig.initialized() else os.getcwd()
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one configuration end to end; return its summary record."""
     import pytorch_lightning as pl
     import torch
     from hydra.utils import instantiate
     from pytorch_lightning.callbacks import TQDMProgressBar
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
     from actbench import lifecycle, record, tracking
     from actbench.config import validate
     from actbench.module import Classifier
 
+    # After the imports: Lightning sets its logger's level when imported.
+    _quiet_library_chatter(in_sweep=OmegaConf.select(cfg, "sweep.name") is not None)
     typed = validate(cfg)
     run_dir = Path(cfg.run_dir).resolve()
     overrides = _task_overrides()
     rid = run_id(cfg)
-    previous = record.read_summary(run_dir)
+    # The other ranks of a data-parallel run train beside rank 0 and leave the run's folder,
+    # record, metrics.csv and W&B run to it; they resume from the checkpoint rank 0 chose.
+    from_rank_zero = lifecycle.launched_by_rank_zero()
+    rank_zero = from_rank_zero is None and rank_zero_only.rank == 0
+    previous = record.read_summary(run_dir) if rank_zero else None
+    if rank_zero:
+        record.clear_partial_writes(run_dir)  # left by a run killed mid-write
     finished = previous and previous.get("status") in ("completed", "diverged")
     if finished and not cfg.rerun:
         acc = previous.get("metrics", {}).get("test/acc")
@@ -103,7 +159,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         _set_aside_previous(run_dir)
         previous = None
     last_ckpt = run_dir / "last.ckpt"
-    resume = last_ckpt.exists()  # an interrupted or failed attempt: carry on from its checkpoint
+    if from_rank_zero is not None:
+        resume = from_rank_zero["ckpt_path"] is not None
+    else:
+        resume = last_ckpt.exists()  # an interrupted or failed attempt: carry on from it
 
     started = time.time()
     if typed.torch_threads:
@@ -149,15 +208,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     wandb_id = (previous or {}).get("wandb_id") if not cfg.rerun else None
     summary["wandb_id"] = wandb_id or f"{rid}-{secrets.token_hex(3)}"
     summary_path = run_dir / record.SUMMARY
-    record.atomic_write_json(summary_path, summary)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    if rank_zero:
+        record.atomic_write_json(summary_path, summary)
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     gid = cfg.logger.group or (
         f"{typed.model.name}-{typed.activation.name}-{typed.data.name}-{group_id(cfg)}"
     )
     flat = _flat_config(typed, model.init_gain)
     csv_logger = tracking.csv_logger(run_dir)
-    if resume:  # keep the rows logged up to the checkpoint, so nothing is counted twice
+    if resume and rank_zero:  # keep the rows logged up to the checkpoint: none counted twice
         state = lifecycle.checkpoint_state(last_ckpt)
         metrics_csv = run_dir / "metrics.csv"
         header, rows = lifecycle.read_metrics(metrics_csv, state.get("metrics_rows"))
@@ -168,7 +228,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("resuming from %s (step %d)", last_ckpt, state["global_step"])
     loggers: list[Any] = [csv_logger]
     wandb_logger = None
-    if typed.logger.wandb:
+    if typed.logger.wandb and rank_zero:
         wandb_logger = tracking.start_wandb(
             run_dir,
             summary["wandb_id"],
@@ -184,18 +244,39 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if wandb_logger is not None:
             loggers.append(wandb_logger)
 
-    callbacks = [instantiate(node) for node in cfg.callbacks.values()]
-    callbacks += [lifecycle.DivergenceMonitor(), lifecycle.ResumableState()]
+    probes = _probe_sizes(cfg, datamodule.stats["sizes"], warn=rank_zero)
+    callbacks = [instantiate(node, **probes.get(name, {})) for name, node in cfg.callbacks.items()]
+    resumable = lifecycle.ResumableState()
+    callbacks += [lifecycle.DivergenceMonitor(), resumable]
     if typed.trainer.enable_progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     trainer = instantiate(
         cfg.trainer, logger=loggers, callbacks=callbacks, default_root_dir=str(run_dir)
     )
+    ckpt_path = str(last_ckpt) if resume else None
+    ranks: Any = contextlib.nullcontext()
+    if rank_zero and (extra := lifecycle.extra_ranks(trainer)):
+
+        def rank_failed(rank: int, code: int) -> None:
+            # Called just before every rank is killed: the record says why the run stopped.
+            summary.update(
+                status="failed",
+                error=_rank_failure(run_dir, rank, code),
+                wall_time_s=round(time.time() - started, 3),
+            )
+            record.atomic_write_json(summary_path, summary)
+
+        ranks = lifecycle.RankProcesses(
+            extra, overrides, run_dir, ckpt_path, cwd=_original_cwd(), on_failure=rank_failed
+        )
     exit_code = 1
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_ckpt) if resume else None)
-        metrics = _scalars(trainer.callback_metrics)  # test() replaces the fit-time metrics
-        trainer.test(module, datamodule=datamodule, verbose=False)
+        with ranks:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            # test() replaces the fit-time metrics; a resumed run with no steps left logged
+            # none, and takes them from the checkpoint.
+            metrics = {**resumable.restored_metrics, **_scalars(trainer.callback_metrics)}
+            trainer.test(module, datamodule=datamodule, verbose=False)
         metrics.update(_scalars(trainer.callback_metrics))
         for callback in trainer.callbacks:  # final values of the diagnostics
             metrics.update(getattr(callback, "last", {}))
@@ -206,15 +287,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         summary.update(status="diverged", diverged_at_step=err.step, metrics=metrics)
         exit_code = 0
     except BaseException as err:
-        summary.update(status="failed", error=one_line_error(err)[:500])
+        error = one_line_error(err)
+        if isinstance(ranks, lifecycle.RankProcesses) and ranks.failure:
+            error = f"{_rank_failure(run_dir, *ranks.failure)}; rank 0: {error}"
+        summary.update(status="failed", error=error[:500])
         raise
     finally:
         summary["wall_time_s"] = round(time.time() - started, 3)
         summary["steps"] = trainer.global_step
         summary["peak_memory"] = record.peak_memory()
-        summary["reproducibility"] = record.reproducibility(trainer.strategy.root_device)
+        summary["reproducibility"] = record.reproducibility(
+            trainer.strategy.root_device,
+            world_size=trainer.world_size,
+            backend=getattr(trainer.strategy, "process_group_backend", None),
+        )
         summary["wandb"] = {"group": gid, "dir": str(run_dir / "wandb")} if wandb_logger else None
-        if trainer.is_global_zero:
+        if rank_zero:
             record.atomic_write_json(summary_path, summary)
         tracking.finish_wandb(
             wandb_logger,
@@ -222,6 +310,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             {**summary["metrics"], "status": summary["status"],
              "diverged_at_step": summary["diverged_at_step"]},
         )  # fmt: skip
+    if not rank_zero:
+        return summary
     acc = summary["metrics"].get("test/acc", float("nan"))
     outcome = (
         f"loss non-finite at step {summary['diverged_at_step']}"
@@ -235,7 +325,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
+# Absolute: a relative config_path is resolved against the *package* when this module is
+# imported (the actbench-train console script, a wrapper script), where no 'conf' package exists.
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -263,6 +358,11 @@ def main() -> None:
     try:
         _hydra_main()
     except Exception as err:
+        from actbench.sweep import SweepFailed
+
+        if isinstance(err, SweepFailed) and not user_wants_traceback:
+            print(f"actbench-sweep: error: {err}", file=sys.stderr)
+            sys.exit(1)
         if user_wants_traceback or not _is_user_error(err):
             raise
         print(f"actbench: error: {one_line_error(err)}", file=sys.stderr)
