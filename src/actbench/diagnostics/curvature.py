@@ -22,7 +22,7 @@ from torch import nn
 
 from actbench import hessian
 from actbench.diagnostics.base import Diagnostic, activation_layers, probe_data, probing
-from actbench.diagnostics.dead_neurons import unit_view
+from actbench.diagnostics.dead_neurons import fixed_steps, unit_view
 from actbench.module import classification_loss
 
 
@@ -95,6 +95,8 @@ class CurvatureMonitor(Diagnostic):
     The probe is the first ``probe_size`` training examples (the whole training split when it
     is smaller; small probes overestimate sharpness, so sharpness studies should raise it).
     HVPs in float32, on the uncompiled model, with a model's math attention path if it has one.
+    ``every_n_steps`` replaces the log-spaced cadence with a fixed one (0, k, 2k, ..., end);
+    ``trace_samples=0`` skips the Hutchinson trace (sharpness alone costs fewer HVPs).
     """
 
     def __init__(
@@ -106,8 +108,14 @@ class CurvatureMonitor(Diagnostic):
         lanczos_tol: float = 1e-3,
         lanczos_max_iter: int = 20,
         wandb_all_layers: bool = False,
+        every_n_steps: int | None = None,
     ) -> None:
         super().__init__(points, wandb_all_layers)
+        if every_n_steps is not None and every_n_steps < 1:
+            raise ValueError(f"every_n_steps={every_n_steps!r} is out of range; must be >= 1")
+        if trace_samples < 0:
+            raise ValueError(f"trace_samples={trace_samples!r} is out of range; must be >= 0")
+        self.every_n_steps = every_n_steps
         self.probe_size, self.chunk_size = probe_size, chunk_size
         self.trace_samples, self.lanczos_tol = trace_samples, lanczos_tol
         self.lanczos_max_iter = lanczos_max_iter
@@ -118,6 +126,8 @@ class CurvatureMonitor(Diagnostic):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
+        if self.every_n_steps is not None:
+            self.steps = set(fixed_steps(self.final_step, self.every_n_steps))
         x, y = probe_data(trainer, "train", self.probe_size)
         self.chunks = list(zip(x.split(self.chunk_size), y.split(self.chunk_size), strict=True))
         if trainer.global_step == 0:
@@ -168,16 +178,16 @@ class CurvatureMonitor(Diagnostic):
                 max_iter=self.lanczos_max_iter,
                 v0=self._v0,
             )
-            trace, trace_se = hessian.hutchinson_trace(
-                hvp, n, samples=self.trace_samples, device=device, seed=seed
-            )
             totals = {
                 "curv/top_eig": top,
                 "curv/min_eig": bottom,
-                "curv/trace": trace,
-                "curv/trace_se": trace_se,
                 "curv/eval_mode_differs": float(eval_differs(model)),
             }
+            if self.trace_samples > 0:
+                trace, trace_se = hessian.hutchinson_trace(
+                    hvp, n, samples=self.trace_samples, device=device, seed=seed
+                )
+                totals.update({"curv/trace": trace, "curv/trace_se": trace_se})
             if optimizer is not None:
                 totals.update(self._stability(optimizer, model, hvp, n, top, device))
             per_layer = self._where_units_sit(model)
