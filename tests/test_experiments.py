@@ -141,7 +141,9 @@ def test_edge_of_stability_verdict_per_activation():
     plateau = [0.2, 0.5, 0.95, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     above = [0.2, 0.5, 0.95, 1.5, 1.8, 2.0, 2.0, 2.0, 2.0]
     never = [0.2] * 9
-    assert exp.verdicts([run("relu", plateau), run("tanh", never)]) == {
+    catapult = [3.0, 0.3, 0.5, 0.9, 1.0, 1.05, 0.97, 1.0, 1.02]  # labelled "plateau (after ...)"
+    assert exp.verdicts([run("relu", plateau), run("tanh", never), run("gelu", catapult)]) == {
+        "gelu": "holds",
         "relu": "holds",
         "tanh": "untested",
     }

@@ -1023,6 +1023,7 @@ class EdgeOfStability(Experiment):
                         "plateau" if lo <= med <= hi else ("above" if med > hi else "fell back")
                     )
         out["tests"] = out["outcome"] in ("plateau", "above", "fell back")
+        out["supports"] = out["outcome"] == "plateau"  # before the note below is appended
         if out["r0"] is not None and out["r0"] >= self.REACH and out["tests"]:
             out["outcome"] += " (after a drop from beyond 2/η)"
         return out
@@ -1034,7 +1035,7 @@ class EdgeOfStability(Experiment):
         out = {}
         for act, items in sorted(by_act.items()):
             testing = [c for c in items if c["tests"]]
-            if any(c["outcome"] != "plateau" for c in testing):
+            if not all(c["supports"] for c in testing):
                 out[act] = "fails"
             elif testing:
                 out[act] = "holds"
