@@ -5,17 +5,65 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from actbench import bench
 
 
 def test_bench_writes_report_and_numbers(tmp_path: Path, data_root: Path):
     out = tmp_path / "bench"
-    overrides = ["experiment=smoke", "trainer.max_steps=12", f"data.root={data_root}"]
-    assert bench.main(["--out", str(out), "--reps", "1", "--hvp-examples", "128", *overrides]) == 0
+    args = ["--quick", "--reps", "1", "--threads", "1", "--device", "cpu", "--out", str(out)]
+    assert bench.main([*args, f"data.root={data_root}"]) == 0
     result = json.loads((out / "bench.json").read_text())
-    times = result["diagnostics"]["times_s"]
+    assert result["options"]["quick"] and result["options"]["devices"] == ["cpu"]
+    rows = result["results"]["cpu"]
+    # Every row except the GPU-only 60k epoch, which runs on the CPU only when named in --only.
+    assert set(rows) == set(bench.ROWS) - {"epoch60k"}
+
+    for name in ("mlp_steps", "vit_steps"):
+        steps = rows[name]
+        assert set(steps["ms_per_step"]) == {"actbench", "reference"}
+        assert all(v["median"] > 0 for v in steps["ms_per_step"].values())
+        assert steps["ratio"] > 0 and len(steps["ratio_per_rep"]) == 1
+        assert steps["window"][1] > steps["window"][0] >= 1  # start-up excluded
+        assert set(steps["split_ms_per_step"]) >= {"in_batch_s", "epoch_end_s", "validation_s"}
+    assert rows["mlp_steps"]["epoch_ends_in_window"] >= 1  # digits: an epoch is ~11 steps
+
+    times = rows["diagnostics"]["times_s"]
     assert set(times) == {"off", "on", "no_curvature"} and all(len(v) == 1 for v in times.values())
-    assert all(t > 0 for v in times.values() for t in v)
-    assert result["hvp"]["ratio"] > 0 and result["hvp"]["parameters"] > 1000
+    assert rows["hvp"]["ratio"] > 0 and rows["hvp"]["parameters"] > 1000
+    assert rows["hvp"]["sharpness"]["seconds"]["median"] > 0
+
+    startup = rows["startup"]
+    assert set(startup["seconds"]) == {"default", "bare"}  # --quick leaves out the import probe
+    phases = startup["phases"]["bare"]  # the hooks come in order, all after the process start
+    assert 0 < phases["created"] <= phases["fit_start"] <= phases["train_start"]
+    assert phases["train_start"] <= phases["first_optimizer_step"] <= phases["first_step_end"]
+
+    sweep = rows["sweep"]
+    assert sweep["runs"] >= 1 and sweep["speedup"] > 0 and len(sweep["seconds"]) == 2
+
+    memory = rows["memory"]["mlp"]
+    assert memory["training_run"]["rss_mib"] > 0
+    curvature = memory["curvature_estimate"]
+    assert curvature["rss_peak_mib"] >= curvature["rss_before_mib"] > 0
+
     text = (out / "README.md").read_text()
-    assert "Diagnostics share of wall time" in text and "Hessian-vector product" in text
+    for heading in (
+        "Training throughput: MLP",
+        "Training throughput: ViT",
+        "Diagnostics share",
+        "Hessian-vector product",
+        "Start-up",
+        "Sweep throughput",
+        "Peak memory",
+    ):
+        assert heading in text
+    assert "--quick" in text  # quick figures say they are not measurements
+
+
+def test_bench_rejects_unknown_row(capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit) as err:
+        bench.main(["--only", "mlp_steps,nope"])
+    assert err.value.code == 2
+    assert "nope" in capsys.readouterr().err

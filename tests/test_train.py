@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from conftest import run_train
 
 WANDB = Path(sys.executable).parent / "wandb"
@@ -17,7 +19,8 @@ WANDB = Path(sys.executable).parent / "wandb"
 def test_end_to_end_run_writes_wandb_offline_and_record(tmp_path: Path, data_root: Path):
     run_dir = tmp_path / "run"
     overrides = ["experiment=smoke", "logger=wandb", f"hydra.run.dir={run_dir}",
-                 f"data.root={data_root}", "trainer.max_steps=40"]  # fmt: skip
+                 f"data.root={data_root}", "trainer.max_steps=40",
+                 "trainer.log_every_n_steps=10"]  # fmt: skip
     result = run_train(*overrides)
     assert result.returncode == 0, result.stderr[-2000:]
 
@@ -41,6 +44,10 @@ def test_end_to_end_run_writes_wandb_offline_and_record(tmp_path: Path, data_roo
         rows = list(csv.DictReader(f))
     val_acc = [float(r["val/acc"]) for r in rows if r.get("val/acc")]
     assert len(val_acc) >= 2 and max(val_acc) == metrics["val/acc_best"]
+    # Training curves reach the loggers on their cadence (every log_every_n_steps steps).
+    cadence = yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]["log_every_n_steps"]
+    logged = [int(r["step"]) for r in rows if r.get("train/loss")]
+    assert logged == [9, 19, 29, 39] == list(range(cadence - 1, 40, cadence)), logged
 
     # The W&B offline run, read back with W&B's own inspector.
     wandb_runs = list((run_dir / "wandb").glob("offline-run-*"))

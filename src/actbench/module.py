@@ -14,6 +14,9 @@ from torchmetrics.classification import MulticlassAccuracy
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 LOSSES = ("ce", "mse")
+# At most this many training steps' predictions wait for train_acc (bounded memory whatever
+# log_every_n_steps is).
+MAX_PENDING_ACC = 64
 
 
 def mse_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -60,6 +63,19 @@ class Classifier(pl.LightningModule):
         # Saved in checkpoints, so a resumed run continues these exactly.
         self.train_acc.persistent(True)
         self.val_acc_best.persistent(True)
+        # (predicted class, label) per training step, not yet counted by train_acc: one
+        # torchmetrics update costs ~0.1 ms of Python, as much as a small MLP's whole step, so
+        # the steps between two logs are counted in one update (the counts are sums: same
+        # result). Flushed before every log and every state_dict (checkpoints).
+        self._pending_acc: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets _current_fx_name around every hook call, ~45 times per training step;
+        # it is never a parameter, buffer or submodule, so nn.Module's checks can be skipped.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -68,14 +84,32 @@ class Classifier(pl.LightningModule):
         x, y = batch
         logits = self.model(x)
         loss = classification_loss(self.loss_kind, logits, y)
-        self.train_acc.update(logits.detach(), y)
+        self._pending_acc.append((logits.detach().argmax(-1), y))
         # Logging on a cadence: each per-step self.log costs a host sync and ~0.5 ms.
         # train/acc is the accuracy over the steps since the previous log.
-        if self.global_step % self.log_every_n_steps == 0:
+        # Lightning hands step metrics to the loggers only when (step + 1) % N == 0 or at the
+        # last step (its should_update_logs); logging on any other step is silently dropped.
+        step = self.global_step + 1
+        if step % self.log_every_n_steps == 0 or step == self.max_steps:
+            self._count_pending_acc()
             self.log("train/loss", loss.detach(), on_step=True, on_epoch=False)
             self.log("train/acc", self.train_acc.compute(), on_step=True, on_epoch=False)
             self.train_acc.reset()
+        elif len(self._pending_acc) >= MAX_PENDING_ACC:
+            self._count_pending_acc()
         return loss
+
+    def _count_pending_acc(self) -> None:
+        """Count the pending training predictions into ``train_acc`` (one update, no sync)."""
+        if self._pending_acc:
+            preds, target = zip(*self._pending_acc, strict=True)
+            self._pending_acc.clear()
+            self.train_acc.update(torch.cat(preds), torch.cat(target))
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        # train_acc's counts are saved in checkpoints: the pending steps belong in them.
+        self._count_pending_acc()
+        return super().state_dict(*args, **kwargs)
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str, metric) -> None:
         x, y = batch
