@@ -173,12 +173,8 @@ def test_ddp_metrics_equal_one_pass_over_the_whole_split(ddp_run, key: str):
     assert ddp_run.summary["metrics"][key] == pytest.approx(ddp_run.full[key], rel=1e-5, abs=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Lightning 2.6 mean-syncs its integer example count with truncating division "
-    "(Lightning-AI/pytorch-lightning#21838): an odd total (143 -> 142) inflates self.log "
-    "sync_dist means; exact once module.py logs eval losses through a torchmetrics MeanMetric",
-)
+# Lightning 2.6 mean-syncs its integer example count with truncating division
+# (Lightning-AI/pytorch-lightning#21838); module.py's MeanMetric losses avoid it.
 def test_ddp_val_loss_over_an_odd_split_is_exact(ddp_run):
     metrics = ddp_run.summary["metrics"]
     assert metrics["val/loss"] == pytest.approx(ddp_run.full["val/loss"], rel=1e-5, abs=1e-6)

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MaxMetric
+from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -60,6 +60,10 @@ class Classifier(pl.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc_best = MaxMetric()
+        # Eval losses as weighted means in torchmetrics: exact under DDP with uneven shards
+        # (self.log's own sync averages an integer example count with truncating division).
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
         # Saved in checkpoints, so a resumed run continues these exactly.
         self.train_acc.persistent(True)
         self.val_acc_best.persistent(True)
@@ -111,23 +115,27 @@ class Classifier(pl.LightningModule):
         self._count_pending_acc()
         return super().state_dict(*args, **kwargs)
 
-    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str, metric) -> None:
+    def _eval_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], split: str, metric, loss_metric
+    ) -> None:
         x, y = batch
         logits = self.model(x)
         loss = classification_loss(self.loss_kind, logits, y)
         metric.update(logits, y)
-        self.log(f"{split}/loss", loss, on_epoch=True, batch_size=len(y), sync_dist=True)
+        loss_metric.update(loss, weight=len(y))
+        self.log(f"{split}/loss", loss_metric, on_epoch=True, batch_size=len(y))
         self.log(f"{split}/acc", metric, on_epoch=True, batch_size=len(y))
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val", self.val_acc)
+        self._eval_step(batch, "val", self.val_acc, self.val_loss)
 
     def on_validation_epoch_end(self) -> None:
         self.val_acc_best.update(self.val_acc.compute())
-        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=False)
+        # Identical on every rank (val_acc is synced); sync_dist only silences Lightning's warning.
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.test_acc)
+        self._eval_step(batch, "test", self.test_acc, self.test_loss)
 
     def configure_optimizers(self):
         cfg = self.optimizer_cfg
