@@ -81,6 +81,13 @@ def test_parameter_the_configs_lack_fails_before_running(tmp_path: Path, capsys)
     assert err.startswith("actbench-sweep: error: optimizer.lrr: unknown key") and "\n" not in err
 
 
+def test_hydra_settings_pass_the_pre_run_check(capsys):
+    args = [str(REPO / "sweeps" / "quick.yaml"), "--backend", "slurm", "--dry-run",
+            "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=30"]  # fmt: skip
+    assert sweep.main(args) == 0
+    assert "hydra.launcher.partition=gpu" in capsys.readouterr().out
+
+
 def test_a_bad_value_late_in_the_grid_fails_before_running(tmp_path: Path, capsys):
     bad = tmp_path / "bad.yaml"
     grid = {"activation": {"values": ["relu", "gelu", "geluu"]}, "seed": {"values": [0, 1]}}
@@ -103,7 +110,7 @@ def _rec(status: str, acc: float | None = None) -> dict:
 def test_select_best_uses_the_mean_over_tuning_seeds_and_never_a_diverging_value():
     jobs = [
         [f"activation={a}", f"optimizer.lr={lr}", f"seed={s}"]
-        for a in ("relu", "gelu")
+        for a in ("relu", "gelu", "silu")
         for lr in ("0.001", "0.01", "0.1")
         for s in (100, 101)
     ]
@@ -112,12 +119,17 @@ def test_select_best_uses_the_mean_over_tuning_seeds_and_never_a_diverging_value
         _rec("completed", 0.80), _rec("completed", 0.82),
         _rec("completed", 0.85), _rec("completed", 0.86),
         _rec("completed", 0.95), _rec("diverged"),
-        # gelu: a tie between 0.001 and 0.01 keeps grid order; a failed run is left out
+        # gelu: a tie between 0.001 and 0.01 keeps grid order
         _rec("completed", 0.90), _rec("completed", 0.90),
-        _rec("completed", 0.90), _rec("failed"),
-        None, None,
+        _rec("completed", 0.90), _rec("completed", 0.90),
+        _rec("completed", 0.85), _rec("completed", 0.85),
+        # silu: one tuning run failed and one never ran: no choice until a rerun finishes them
+        _rec("completed", 0.99), _rec("completed", 0.99),
+        _rec("failed"), _rec("completed", 0.5),
+        None, _rec("completed", 0.5),
     ]  # fmt: skip
     chosen = sweep.select_best(jobs, records, PROTO)
+    assert set(chosen) == {("activation=relu",), ("activation=gelu",)}
     assert chosen[("activation=relu",)]["value"] == "0.01"
     assert chosen[("activation=relu",)]["score"] == pytest.approx(0.855)
     assert chosen[("activation=relu",)]["scores"]["0.1"] is None  # diverged: shown, never chosen

@@ -131,8 +131,8 @@ def paired_t_test(a: Mapping[Any, float], b: Mapping[Any, float]) -> PairedTest:
         return PairedTest(math.nan, math.nan, 0)
     if d.size < 2:
         return PairedTest(float(d.mean()), math.nan, 1)
-    if np.ptp(d) == 0:  # zero variance: scipy gives NaN; the limit is certain (in)equality
-        return PairedTest(float(d.mean()), 1.0 if d[0] == 0 else 0.0, int(d.size))
+    if np.ptp(d) == 0:  # zero variance: no t statistic; equal seeds are no evidence either way
+        return PairedTest(float(d.mean()), 1.0 if d[0] == 0 else math.nan, int(d.size))
     p = stats.ttest_rel([a[k] for k in keys], [b[k] for k in keys]).pvalue
     return PairedTest(float(d.mean()), float(p), int(d.size))
 
@@ -454,11 +454,17 @@ def analyse_unit(key: tuple[str, str, str], runs: list[Run]) -> Unit:
     tune = [r for r in runs if r.stage == "tune"] if staged else list(runs)
     lrs = lr_table(tune)
     chosen = select_lr(lrs)
+    # Rank one LR per activation: the chosen one (confirmation runs left at an LR chosen by an
+    # earlier, incomplete tuning stage are listed, never mixed into the ranking).
     if staged:
-        ranked = [r for r in runs if r.stage == "confirm"]
+        ranked = [
+            r for r in runs if r.stage == "confirm" and r.lr == chosen.get(r.activation, r.lr)
+        ]
     else:  # single stage: where an activation ran at several LRs, rank its best one only
         ranked = [
-            r for r in runs if len(lrs.get(r.activation, {})) < 2 or r.lr == chosen[r.activation]
+            r
+            for r in runs
+            if len(lrs.get(r.activation, {})) < 2 or r.lr == chosen.get(r.activation)
         ]
     scores: dict[str, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in ranked:

@@ -163,6 +163,8 @@ def check_points(overrides: list[str]) -> None:
     from actbench.config import register_configs, validate
 
     register_configs()
+    # Hydra's own settings (launcher, sweep dir) are not part of the task config.
+    overrides = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
     first = [o.split(",")[0] for o in overrides]
     variants = [first]
     for i, override in enumerate(overrides):
@@ -194,20 +196,25 @@ def select_best(
 ) -> dict[tuple[str, ...], dict[str, Any]]:
     """Best value of ``proto.select`` per group (the job minus select and seed), by the mean of
     ``proto.metric`` over tuning seeds. A value that diverged on any seed is never chosen (it is
-    unstable); failed or unfinished runs are left out of the mean. Ties keep grid order."""
+    unstable). A group with a failed or unfinished tuning run gets no choice yet: choosing
+    without it could pick another value once it finishes. Ties keep grid order."""
     sign = 1.0 if proto.goal == "maximize" else -1.0
     scores: dict[tuple[str, ...], dict[str, list[float]]] = {}
+    incomplete: set[tuple[str, ...]] = set()
     for job, rec in zip(jobs, records, strict=True):
         group = tuple(o for o in job if _key_of(o) not in (proto.select, "seed", "sweep.stage"))
         value = next(o.split("=", 1)[1] for o in job if _key_of(o) == proto.select)
         per_value = scores.setdefault(group, {}).setdefault(value, [])
         if rec is None or rec.get("status") not in FINISHED:
+            incomplete.add(group)
             continue
         metric = rec.get("metrics", {}).get(proto.metric)
         ok = rec["status"] == "completed" and metric is not None and math.isfinite(metric)
         per_value.append(sign * metric if ok else -math.inf)
     chosen = {}
     for group, by_value in scores.items():
+        if group in incomplete:
+            continue  # its confirmation waits for the rerun that finishes its tuning
         means = {v: sum(s) / len(s) for v, s in by_value.items() if s}
         if not means or max(means.values()) == -math.inf:
             continue  # nothing usable: the group is reported, not confirmed
@@ -309,7 +316,7 @@ def _hydra_command(args: argparse.Namespace, spec: dict[str, Any], extra: list[s
     ]  # fmt: skip
 
 
-def _wandb_commands(args: argparse.Namespace, spec: dict[str, Any]) -> tuple[Path, list[str]]:
+def _wandb_commands(args: argparse.Namespace) -> tuple[Path, list[str]]:
     name = args.sweep.stem
     path = Path(args.runs_root) / name / "wandb_sweep.yaml"
     create = ["wandb", "sweep", str(path)]
@@ -323,7 +330,7 @@ def _wandb_commands(args: argparse.Namespace, spec: dict[str, Any]) -> tuple[Pat
 def _run_wandb(args: argparse.Namespace, spec: dict[str, Any]) -> int:
     from actbench.tracking import has_wandb_api_key
 
-    path, create = _wandb_commands(args, spec)
+    path, create = _wandb_commands(args)
     print("actbench-sweep:", " ".join(create), "&& wandb agent <entity/project/sweep_id>")
     if args.dry_run:
         return 0
@@ -379,7 +386,10 @@ def main(argv: list[str] | None = None) -> int:
         check_points(grid_overrides(spec) + list(args.overrides))
     except Exception as err:
         from actbench.config import one_line_error
+        from actbench.train import _is_user_error
 
+        if not isinstance(err, SweepError) and not _is_user_error(err):
+            raise  # a bug, not bad input: keep the traceback
         print(f"actbench-sweep: error: {one_line_error(err)}", file=sys.stderr)
         return 2
     print("actbench-sweep:", " ".join(command[1:]))

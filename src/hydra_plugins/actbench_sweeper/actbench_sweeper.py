@@ -67,6 +67,7 @@ class ActbenchSweeper(Sweeper):
         self.launcher: Launcher | None = None
         self.hydra_context: HydraContext | None = None
         self.job_index = 0
+        self.failures: list[str] = []
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -119,14 +120,19 @@ class ActbenchSweeper(Sweeper):
         dirs = self._run_dirs(jobs)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         statuses = [(sweeps.read_status(d) or {}).get("status") for d in dirs]
-        todo = [job for job, s in zip(jobs, statuses, strict=True) if s not in sweeps.FINISHED]
+        todo = [
+            job
+            for job, s in zip(jobs, statuses, strict=True)
+            if s not in sweeps.FINISHED or "rerun=true" in job  # rerun=true: train them again
+        ]
         manifest = {
             "name": self.name,
             "stage": stage,
             "sweep_dir": str(sweep_dir.resolve()),
             "runs": [str(d.relative_to(sweep_dir)) for d in dirs],
             "started": time.time(),
-            "finished_before": sum(s in sweeps.FINISHED for s in statuses),
+            # Runs not handed to the launcher: the time-left estimate counts the others only.
+            "finished_before": len(jobs) - len(todo),
         }
         _atomic_json(sweep_dir / sweeps.MANIFEST, manifest)
         label = f"{self.name} [{stage}]" if stage else self.name
@@ -163,7 +169,7 @@ class ActbenchSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        self.failures: list[str] = []
+        self.failures = []
 
         if self.protocol is None:
             self._run_stage(None, jobs)
