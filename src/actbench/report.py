@@ -1251,7 +1251,9 @@ def log_to_wandb(
         columns = list(SUMMARY_COLUMNS)
         payload: dict[str, Any] = {
             "report/runs": wandb.Table(
-                columns=columns, data=[[r[c] for c in columns] for r in rows]
+                # summary.csv spells a missing value ""; W&B columns need one type: None
+                columns=columns,
+                data=[[None if r[c] == "" else r[c] for c in columns] for r in rows],
             )
         }
         rank_cols = ["unit", "rank", "activation", "mean", "std", "ci_half_width", "n", "tied_with"]

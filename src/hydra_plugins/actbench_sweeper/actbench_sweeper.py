@@ -191,9 +191,9 @@ class ActbenchSweeper(Sweeper):
                 shown = " ".join(o for o in group if o in varying) or "all runs"
                 print(f"sweep {self.name}: {shown} -> {self.protocol.select}={pick['value']} "
                       f"(mean {self.protocol.metric} {pick['score']:.4f})")  # fmt: skip
-            self._write_report()  # partial: the tuning stage alone
+            self._write_report(final=False)  # partial: the tuning stage alone
             self._run_stage("confirm", sweeps.confirm_jobs(chosen, self.protocol))
-        self._write_report()
+        self._write_report(final=True)
         if self.failures:
             raise sweeps.SweepFailed(
                 f"{len(self.failures)} run(s) of sweep {self.name} failed, in "
@@ -203,14 +203,20 @@ class ActbenchSweeper(Sweeper):
             )
         return []
 
-    def _write_report(self) -> None:
+    def _write_report(self, final: bool) -> None:
         if not self.report:
             return
         assert self.config is not None
         try:
             from actbench.report import build_report
 
-            out = build_report(Path(self.config.hydra.sweep.dir), Path("reports") / self.name)
+            out = build_report(
+                Path(self.config.hydra.sweep.dir),
+                Path("reports") / self.name,
+                sweep_name=self.name,
+                # The finished report also goes to one W&B run of the sweep, as the runs did.
+                log_wandb=final and bool(OmegaConf.select(self.config, "logger.wandb")),
+            )
             print(f"sweep {self.name}: report -> {out}", flush=True)
         except Exception as err:  # the runs are the product; a report problem must not hide them
             log.warning("sweep %s: report not written: %s", self.name, err)
