@@ -62,9 +62,10 @@ class Classifier(pl.LightningModule):
         self.val_acc_best = MaxMetric()
         # Eval losses as weighted means in torchmetrics: exact under DDP with uneven shards
         # (self.log's own sync averages an integer example count with truncating division).
-        # nan_strategy="disable": no isnan check (a host sync per batch), NaN stays visible.
-        self.val_loss = MeanMetric(nan_strategy="disable")
-        self.test_loss = MeanMetric(nan_strategy="disable")
+        # Default nan_strategy: with "disable", torchmetrics 1.9 drops the weights (DDP losses
+        # came out wrong). Its isnan check syncs once per eval batch, never in training.
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
         # Saved in checkpoints, so a resumed run continues these exactly.
         self.train_acc.persistent(True)
         self.val_acc_best.persistent(True)
