@@ -51,7 +51,7 @@ format: $(STAMP)  ## apply ruff formatting and safe fixes
 atlas: $(STAMP)  ## activation atlas: measured properties, claims audit, figures -> reports/atlas/
 	$(BIN)/actbench-atlas $(ARGS)
 
-bench: $(STAMP)  ## benchmarks (diagnostics share, HVP cost) -> reports/bench/
+bench: $(STAMP)  ## benchmarks (steps/s vs a plain loop, diagnostics, HVP, start-up, sweep, memory) -> reports/bench/
 	$(BIN)/actbench-bench $(ARGS)
 
 clean:  ## remove run outputs (keeps .venv and reports)
