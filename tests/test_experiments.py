@@ -19,7 +19,7 @@ import yaml
 from actbench import activations, experiments
 from actbench.data import DataModule
 from actbench.diagnostics import CurvatureMonitor, DeadNeuronMonitor, TrainSetLoss
-from actbench.diagnostics.dead_neurons import fixed_steps
+from actbench.diagnostics.base import fixed_steps
 from actbench.experiments import EXPERIMENTS, Dying, EdgeOfStability, GeluPaper, Run
 from actbench.models.mlp import MLP
 from actbench.module import Classifier

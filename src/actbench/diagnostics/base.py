@@ -26,6 +26,17 @@ def log_spaced_steps(total: int, points: int) -> list[int]:
         k += 1
 
 
+def fixed_steps(total: int, every: int) -> list[int]:
+    """Steps 0, k, 2k, ... up to ``total``, and ``total`` itself: an evenly spaced cadence.
+
+    For quantities followed over the whole run (sharpness against 2/η, a dead fraction's peak
+    and recovery): the log-spaced default is sparse exactly where they settle, late in training.
+    """
+    if every < 1:
+        raise ValueError(f"every_n_steps={every!r} is out of range; must be >= 1")
+    return sorted({*range(0, max(total, 0) + 1, every), max(total, 0)})
+
+
 @contextlib.contextmanager
 def probing(module: nn.Module) -> Iterator[None]:
     """Eval mode and an isolated RNG for the duration; training flags restored exactly after."""
@@ -71,24 +82,34 @@ def pick_layers(names: list[str]) -> list[str]:
 
 
 class Diagnostic(pl.Callback):
-    """Base: a log-spaced cadence over the run's steps and routing of per-layer metrics.
+    """Base: the cadence over the run's steps (log-spaced, or every ``every_n_steps``) and routing
+    of per-layer metrics.
 
     Totals and a few layers go to W&B; every layer goes to the local record (CSV). The latest
     values are kept in ``last`` for the run summary.
     """
 
-    def __init__(self, points: int = 12, wandb_all_layers: bool = False) -> None:
+    def __init__(
+        self, points: int = 12, wandb_all_layers: bool = False, every_n_steps: int | None = None
+    ) -> None:
         if points < 1:
             raise ValueError(f"points={points!r} is out of range; must be >= 1")
+        if every_n_steps is not None and every_n_steps < 1:
+            raise ValueError(f"every_n_steps={every_n_steps!r} is out of range; must be >= 1")
         self.points = points
+        self.every_n_steps = every_n_steps
         self.wandb_all_layers = wandb_all_layers
         self.steps: set[int] = set()
         self.last: dict[str, float] = {}
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         total = int(trainer.estimated_stepping_batches)
-        self.steps = set(log_spaced_steps(total, self.points))
         self.final_step = total
+        self.steps = set(
+            log_spaced_steps(total, self.points)
+            if self.every_n_steps is None
+            else fixed_steps(total, self.every_n_steps)
+        )
 
     def due(self, step: int) -> bool:
         return step in self.steps

@@ -22,7 +22,7 @@ from torch import nn
 
 from actbench import hessian
 from actbench.diagnostics.base import Diagnostic, activation_layers, probe_data, probing
-from actbench.diagnostics.dead_neurons import fixed_steps, unit_view
+from actbench.diagnostics.dead_neurons import unit_view
 from actbench.module import classification_loss
 
 
@@ -110,12 +110,9 @@ class CurvatureMonitor(Diagnostic):
         wandb_all_layers: bool = False,
         every_n_steps: int | None = None,
     ) -> None:
-        super().__init__(points, wandb_all_layers)
-        if every_n_steps is not None and every_n_steps < 1:
-            raise ValueError(f"every_n_steps={every_n_steps!r} is out of range; must be >= 1")
+        super().__init__(points, wandb_all_layers, every_n_steps)
         if trace_samples < 0:
             raise ValueError(f"trace_samples={trace_samples!r} is out of range; must be >= 0")
-        self.every_n_steps = every_n_steps
         self.probe_size, self.chunk_size = probe_size, chunk_size
         self.trace_samples, self.lanczos_tol = trace_samples, lanczos_tol
         self.lanczos_max_iter = lanczos_max_iter
@@ -126,8 +123,6 @@ class CurvatureMonitor(Diagnostic):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
-        if self.every_n_steps is not None:
-            self.steps = set(fixed_steps(self.final_step, self.every_n_steps))
         x, y = probe_data(trainer, "train", self.probe_size)
         self.chunks = list(zip(x.split(self.chunk_size), y.split(self.chunk_size), strict=True))
         if trainer.global_step == 0:

@@ -8,17 +8,6 @@ import torch
 from actbench.diagnostics.base import Diagnostic, activation_layers, probe_data, probing
 
 
-def fixed_steps(total: int, every: int) -> list[int]:
-    """Steps 0, k, 2k, ... up to ``total``, and ``total`` itself: an evenly spaced cadence.
-
-    For quantities followed over the whole run (sharpness against 2/η, a dead fraction's peak
-    and recovery): the log-spaced default is sparse exactly where they settle, late in training.
-    """
-    if every < 1:
-        raise ValueError(f"every_n_steps={every!r} is out of range; must be >= 1")
-    return sorted({*range(0, max(total, 0) + 1, every), max(total, 0)})
-
-
 def unit_view(t: torch.Tensor) -> torch.Tensor:
     """(examples, units): an MLP feature, or a ViT channel taken over batch × tokens."""
     return t.reshape(-1, t.shape[-1])
@@ -70,10 +59,7 @@ class DeadNeuronMonitor(Diagnostic):
         wandb_all_layers: bool = False,
         every_n_steps: int | None = None,
     ) -> None:
-        super().__init__(points, wandb_all_layers)
-        if every_n_steps is not None and every_n_steps < 1:
-            raise ValueError(f"every_n_steps={every_n_steps!r} is out of range; must be >= 1")
-        self.every_n_steps = every_n_steps
+        super().__init__(points, wandb_all_layers, every_n_steps)
         self.probe_size = probe_size
         self.dormant_taus = tuple(float(t) for t in dormant_taus)
         self.frozen_tau = frozen_tau
@@ -81,8 +67,6 @@ class DeadNeuronMonitor(Diagnostic):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
-        if self.every_n_steps is not None:
-            self.steps = set(fixed_steps(self.final_step, self.every_n_steps))
         self.probe = probe_data(trainer, "val", self.probe_size)
         if trainer.global_step == 0:
             self.measure(trainer, pl_module)

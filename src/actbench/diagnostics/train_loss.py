@@ -12,7 +12,6 @@ import pytorch_lightning as pl
 import torch
 
 from actbench.diagnostics.base import Diagnostic, probing
-from actbench.diagnostics.dead_neurons import fixed_steps
 from actbench.module import classification_loss
 
 
@@ -29,19 +28,14 @@ class TrainSetLoss(Diagnostic):
         batch_size: int = 4096,
         wandb_all_layers: bool = False,
     ) -> None:
-        super().__init__(points, wandb_all_layers)
-        if every_n_steps is not None and every_n_steps < 1:
-            raise ValueError(f"every_n_steps={every_n_steps!r} is out of range; must be >= 1")
+        super().__init__(points, wandb_all_layers, every_n_steps)
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} is out of range; must be >= 1")
-        self.every_n_steps = every_n_steps
         self.batch_size = batch_size
         self._measured: set[int] = set()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
-        if self.every_n_steps is not None:
-            self.steps = set(fixed_steps(self.final_step, self.every_n_steps))
         if trainer.global_step == 0:
             self.measure(trainer, pl_module)
 
