@@ -8,6 +8,7 @@ spellings of values.
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import struct
 from pathlib import Path
@@ -202,7 +203,12 @@ def test_cli_bad_input_is_one_stderr_line_and_exit_2(case: str, tmp_path: Path):
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("actbench: error: "), result.stderr
     assert expected.format(empty=empty) in lines[0]
-    assert not (tmp_path / "run" / "summary.json").exists()  # bad input leaves no record
+    record = tmp_path / "run" / "summary.json"
+    if case == "missing files":  # found while setting up the run: recorded as a failed attempt
+        failed = json.loads(record.read_text())
+        assert failed["status"] == "failed" and expected.format(empty=empty) in failed["error"]
+    else:  # bad configuration is refused before the run exists
+        assert not record.exists()
 
 
 def test_cli_probe_larger_than_the_data_warns_once_and_trains(tmp_path: Path, data_root: Path):

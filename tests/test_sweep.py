@@ -264,7 +264,9 @@ def test_failed_runs_make_the_sweep_fail_by_name_and_diverged_runs_are_results(
     records = _records(tmp_path / "multirun" / "mixed")
     digits = sorted(r["status"] for r in records.values() if "data=digits" in r["overrides"])
     assert digits == ["completed", "diverged"]  # a diverged run is a result, not a failure
-    assert all(r["status"] == "failed" for r in records.values() if "data=mnist" in r["overrides"])
+    mnist = [r for r in records.values() if "data=mnist" in r["overrides"]]
+    assert len(mnist) == 2 and all(r["status"] == "failed" for r in mnist)  # recorded as failed
+    assert all("MNIST" in r["error"] for r in mnist)
     assert "(1 diverged, " in done.stdout
 
 

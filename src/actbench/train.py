@@ -170,25 +170,45 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     torch.set_float32_matmul_precision(typed.matmul_precision)
     pl.seed_everything(typed.seed, workers=True, verbose=False)
 
-    datamodule = instantiate(cfg.data, seed=typed.seed)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    activation = instantiate(cfg.activation)
-    # Same seed -> same init stream for every activation (common random numbers).
-    torch.manual_seed(typed.seed)
-    model = instantiate(cfg.model)(
-        input_shape=datamodule.input_shape,
-        num_classes=datamodule.num_classes,
-        activation=activation,
-    )
-    module = Classifier(
-        model,
-        num_classes=datamodule.num_classes,
-        optimizer=OmegaConf.to_container(cfg.optimizer),
-        loss=typed.loss,
-        max_steps=typed.trainer.max_steps,
-        log_every_n_steps=typed.trainer.log_every_n_steps,
-    )
+    try:
+        datamodule = instantiate(cfg.data, seed=typed.seed)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        activation = instantiate(cfg.activation)
+        # Same seed -> same init stream for every activation (common random numbers).
+        torch.manual_seed(typed.seed)
+        model = instantiate(cfg.model)(
+            input_shape=datamodule.input_shape,
+            num_classes=datamodule.num_classes,
+            activation=activation,
+        )
+        module = Classifier(
+            model,
+            num_classes=datamodule.num_classes,
+            optimizer=OmegaConf.to_container(cfg.optimizer),
+            loss=typed.loss,
+            max_steps=typed.trainer.max_steps,
+            log_every_n_steps=typed.trainer.log_every_n_steps,
+        )
+    except BaseException as err:  # set-up failed (data files, a model that cannot be built)
+        if rank_zero:  # a record all the same, so sweeps and reports see the failure
+            OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+            record.atomic_write_json(
+                run_dir / record.SUMMARY,
+                {
+                    "status": "failed",
+                    "attempt": (previous or {}).get("attempt", 0) + 1,
+                    "run_id": rid,
+                    "overrides": overrides,
+                    "sweep": {"name": typed.sweep.name, "stage": typed.sweep.stage},
+                    "metrics": {},
+                    "error": one_line_error(err)[:500],
+                    "activation": {"name": typed.activation.name},
+                    "seeds": {"seed": typed.seed, "data_split_seed": typed.data.split_seed},
+                    "wall_time_s": round(time.time() - started, 3),
+                },
+            )
+        raise
 
     summary: dict[str, Any] = {
         "status": "running",
