@@ -170,6 +170,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     torch.set_float32_matmul_precision(typed.matmul_precision)
     pl.seed_everything(typed.seed, workers=True, verbose=False)
 
+    # What every record of this attempt says, whether set-up succeeds or not.
+    identity: dict[str, Any] = {
+        "attempt": (previous or {}).get("attempt", 0) + 1,
+        "run_id": rid,
+        "overrides": overrides,
+        "sweep": {"name": typed.sweep.name, "stage": typed.sweep.stage},
+        "metrics": {},
+        "seeds": {"seed": typed.seed, "data_split_seed": typed.data.split_seed},
+    }
     try:
         datamodule = instantiate(cfg.data, seed=typed.seed)
         datamodule.prepare_data()
@@ -197,14 +206,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 run_dir / record.SUMMARY,
                 {
                     "status": "failed",
-                    "attempt": (previous or {}).get("attempt", 0) + 1,
-                    "run_id": rid,
-                    "overrides": overrides,
-                    "sweep": {"name": typed.sweep.name, "stage": typed.sweep.stage},
-                    "metrics": {},
+                    **identity,
                     "error": one_line_error(err)[:500],
                     "activation": {"name": typed.activation.name},
-                    "seeds": {"seed": typed.seed, "data_split_seed": typed.data.split_seed},
                     "wall_time_s": round(time.time() - started, 3),
                 },
             )
@@ -212,15 +216,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     summary: dict[str, Any] = {
         "status": "running",
-        "attempt": (previous or {}).get("attempt", 0) + 1,
-        "run_id": rid,
-        "overrides": overrides,
-        "sweep": {"name": typed.sweep.name, "stage": typed.sweep.stage},
-        "metrics": {},
+        **identity,
         "diverged_at_step": None,
         "wall_time_s": None,
         "activation": {"name": typed.activation.name, "init_gain": model.init_gain},
-        "seeds": {"seed": typed.seed, "data_split_seed": typed.data.split_seed},
         "data": datamodule.stats,
     }
     # W&B ids are global to a project: the config hash plus a nonce kept in the record, so
