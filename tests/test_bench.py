@@ -22,15 +22,25 @@ def test_bench_writes_report_and_numbers(tmp_path: Path, data_root: Path):
 
     for name in ("mlp_steps", "vit_steps"):
         steps = rows[name]
-        assert set(steps["ms_per_step"]) == {"actbench", "reference"}
+        assert set(steps["ms_per_step"]) == {"actbench", "lightning", "reference"}
+        assert steps["lightning_ratio"] > 0
         assert all(v["median"] > 0 for v in steps["ms_per_step"].values())
         assert steps["ratio"] > 0 and len(steps["ratio_per_rep"]) == 1
         assert steps["window"][1] > steps["window"][0] >= 1  # start-up excluded
         assert set(steps["split_ms_per_step"]) >= {"in_batch_s", "epoch_end_s", "validation_s"}
     assert rows["mlp_steps"]["epoch_ends_in_window"] >= 1  # digits: an epoch is ~11 steps
 
-    times = rows["diagnostics"]["times_s"]
-    assert set(times) == {"off", "on", "no_curvature"} and all(len(v) == 1 for v in times.values())
+    diagnostics = rows["diagnostics"]
+    times = diagnostics["times_s"]
+    assert set(times) == {"off", "on"} and all(len(v) == 1 for v in times.values())
+    # Each callback's own clock, from the "on" run's record.
+    assert set(diagnostics["measuring_s"]) == {
+        "DeadNeuronMonitor",
+        "GradientNormMonitor",
+        "CurvatureMonitor",
+    }
+    assert diagnostics["measuring_s"]["CurvatureMonitor"] > 0
+    assert 0 < diagnostics["share_own_clock"] < 1
     assert rows["hvp"]["ratio"] > 0 and rows["hvp"]["parameters"] > 1000
     assert rows["hvp"]["sharpness"]["seconds"]["median"] > 0
 

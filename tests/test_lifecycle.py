@@ -124,7 +124,8 @@ def _command(script: Path, run_dir: Path, data_root: Path, *extra: str) -> list[
     # 154 steps: 14 epochs of 11 steps on digits, a checkpoint at each epoch end.
     return [sys.executable, str(script), "experiment=smoke", "logger=wandb",
             "trainer.max_steps=154", "torch_threads=1", f"hydra.run.dir={run_dir}",
-            f"data.root={data_root}", "callbacks.curvature.probe_size=128", *extra]  # fmt: skip
+            f"data.root={data_root}", "callbacks.curvature.probe_size=128",
+            "callbacks.checkpoint.min_interval_s=0", *extra]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 
@@ -102,6 +103,46 @@ class DivergenceMonitor(pl.Callback):
             dist.all_reduce(first, op=dist.ReduceOp.MIN)
         value = int(first.item())
         return value if value < n else None
+
+
+class Checkpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` at epoch ends, at most once per ``min_interval_s`` seconds
+    of training, and always at the end of training.
+
+    Epoch-end checkpoints are what make a resumed run identical to an uninterrupted one, but a
+    small model on a small dataset ends an epoch every few milliseconds, and writing weights,
+    optimizer and RNG states each time cost more than the training itself (``make bench``). A
+    kill loses at most ``min_interval_s`` seconds of training; ``0`` saves at every epoch end
+    Lightning's own rule (``every_n_epochs``) allows.
+    """
+
+    def __init__(self, *args: Any, min_interval_s: float = 0.0, **kwargs: Any) -> None:
+        if min_interval_s < 0:
+            raise ValueError(f"callbacks.checkpoint.min_interval_s={min_interval_s}: must be >= 0")
+        super().__init__(*args, **kwargs)
+        self.min_interval_s = min_interval_s
+        self._last_save_time = time.monotonic()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._last_save_time = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        due = time.monotonic() - self._last_save_time >= self.min_interval_s
+        if not (due or training_ends(trainer)):
+            return
+        saved_before = self._last_global_step_saved
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._last_global_step_saved != saved_before:
+            self._last_save_time = time.monotonic()
+
+
+def training_ends(trainer: pl.Trainer) -> bool:
+    """Whether the epoch now ending is the last of this fit (step or epoch limit, or a stop)."""
+    steps_done = trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps
+    epochs = trainer.max_epochs
+    epochs_done = epochs not in (None, -1) and trainer.current_epoch + 1 >= epochs
+    return bool(trainer.should_stop or steps_done or epochs_done)
 
 
 def rng_states() -> dict[str, Any]:

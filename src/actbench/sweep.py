@@ -286,11 +286,18 @@ class SweepProgress(Callback):
 # --- command line ---------------------------------------------------------------------------
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's or job's share, not the machine's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def _hydra_command(args: argparse.Namespace, spec: dict[str, Any], extra: list[str]) -> list[str]:
     proto = protocol(spec)
     name = args.sweep.stem
     jobs = max(1, args.jobs)
-    threads = max(1, (os.cpu_count() or 1) // jobs)  # split the cores between workers
+    threads = max(1, usable_cores() // jobs)  # split the cores between workers
     launcher = (
         ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
         if args.backend == "local"
@@ -367,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("sweep", type=Path, help="sweep file, e.g. sweeps/default.yaml")
     parser.add_argument("--backend", default="local", help=f"one of {', '.join(BACKENDS)}")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel workers")
+    parser.add_argument(
+        "--jobs", type=int, default=usable_cores(), help="parallel workers (default: the cores)"
+    )
     parser.add_argument("--runs-root", default="multirun", help="sweeps write runs/<sweep name>/")
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
     parser.add_argument("--project", default=None, help="W&B project (BACKEND=wandb)")

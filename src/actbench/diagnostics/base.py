@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,6 +102,17 @@ class Diagnostic(pl.Callback):
         self.wandb_all_layers = wandb_all_layers
         self.steps: set[int] = set()
         self.last: dict[str, float] = {}
+        # Host wall time this attempt spent measuring (run record: what the diagnostic cost).
+        self.seconds = 0.0
+
+    @contextlib.contextmanager
+    def timed(self) -> Iterator[None]:
+        """Adds the wall time of the block to ``seconds``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - start
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         total = int(trainer.estimated_stepping_batches)

@@ -109,10 +109,14 @@ class CurvatureMonitor(Diagnostic):
         lanczos_max_iter: int = 20,
         wandb_all_layers: bool = False,
         every_n_steps: int | None = None,
+        lanczos_converge: str = "both",
     ) -> None:
         super().__init__(points, wandb_all_layers, every_n_steps)
         if trace_samples < 0:
             raise ValueError(f"trace_samples={trace_samples!r} is out of range; must be >= 0")
+        if lanczos_converge not in ("both", "top"):
+            raise ValueError(f"lanczos_converge={lanczos_converge!r}; valid: both, top")
+        self.lanczos_converge = lanczos_converge
         self.probe_size, self.chunk_size = probe_size, chunk_size
         self.trace_samples, self.lanczos_tol = trace_samples, lanczos_tol
         self.lanczos_max_iter = lanczos_max_iter
@@ -139,8 +143,9 @@ class CurvatureMonitor(Diagnostic):
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         self._measured.add(trainer.global_step)
         optimizer = trainer.optimizers[0] if trainer.optimizers else None
-        totals, per_layer = self.compute(pl_module, optimizer, seed=trainer.global_step)
-        self.publish(trainer, totals, per_layer)
+        with self.timed():
+            totals, per_layer = self.compute(pl_module, optimizer, seed=trainer.global_step)
+            self.publish(trainer, totals, per_layer)
         return totals
 
     def compute(
@@ -172,6 +177,7 @@ class CurvatureMonitor(Diagnostic):
                 tol=self.lanczos_tol,
                 max_iter=self.lanczos_max_iter,
                 v0=self._v0,
+                converge=self.lanczos_converge,
             )
             totals = {
                 "curv/top_eig": top,
@@ -204,6 +210,7 @@ class CurvatureMonitor(Diagnostic):
             pre_top, _, self._v0_pre = hessian.lanczos_extremes(
                 hessian.preconditioned(hvp, inv_sqrt.to(device)), n, device=device,
                 tol=self.lanczos_tol, max_iter=self.lanczos_max_iter, v0=self._v0_pre,
+                converge="top",  # its bottom end is never reported
             )  # fmt: skip
             return {"curv/precond_top_eig": pre_top, "curv/stability_ratio": pre_top * lr / factor}
         return {}

@@ -76,8 +76,9 @@ class DeadNeuronMonitor(Diagnostic):
             self.measure(trainer, pl_module)
 
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
-        totals, per_layer = self.compute(pl_module, self.probe[0])
-        self.publish(trainer, totals, per_layer)
+        with self.timed():
+            totals, per_layer = self.compute(pl_module, self.probe[0])
+            self.publish(trainer, totals, per_layer)
         return totals
 
     def compute(

@@ -45,10 +45,11 @@ class GradientNormMonitor(Diagnostic):
         if not (self.due(step) or step == self.final_step - 1):
             return
         model = getattr(pl_module, "model", pl_module)
-        total, norms, ratios = block_norms(parameter_blocks(model))
-        self.publish(
-            trainer,
-            {"grad/global_norm": total},
-            {"grad/norm": norms, "grad/ratio": ratios},
-            step=step,
-        )
+        with self.timed():
+            total, norms, ratios = block_norms(parameter_blocks(model))
+            self.publish(
+                trainer,
+                {"grad/global_norm": total},
+                {"grad/norm": norms, "grad/ratio": ratios},
+                step=step,
+            )

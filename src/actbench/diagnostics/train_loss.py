@@ -51,8 +51,9 @@ class TrainSetLoss(Diagnostic):
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         self._measured.add(trainer.global_step)
         x, y = trainer.datamodule.splits["train"]
-        totals = self.compute(pl_module, x, y)
-        self.publish(trainer, totals)
+        with self.timed():
+            totals = self.compute(pl_module, x, y)
+            self.publish(trainer, totals)
         return totals
 
     def compute(self, pl_module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
