@@ -79,6 +79,29 @@ def test_spectrum_of_an_indefinite_quadratic():
     assert power == pytest.approx(-5.0, abs=1e-3) and abs(power - top) > 7
 
 
+def test_lanczos_converging_on_the_top_alone_takes_fewer_products_for_the_same_top():
+    # A spread-out spectrum: the top is isolated (fast), the bottom sits in a dense cluster (slow).
+    eigenvalues = [10.0, *torch.linspace(-1.0, 1.0, 199).tolist()]
+    hvp, _ = _quadratic(eigenvalues)
+    counts = {}
+    tops = {}
+    for converge in ("both", "top"):
+        calls = [0]
+
+        def counted(v: torch.Tensor, calls: list[int] = calls) -> torch.Tensor:
+            calls[0] += 1
+            return hvp(v)
+
+        tops[converge], _, _ = hessian.lanczos_extremes(
+            counted, len(eigenvalues), tol=1e-6, max_iter=150, converge=converge
+        )
+        counts[converge] = calls[0]
+    assert tops["top"] == pytest.approx(10.0, rel=1e-5) and tops["both"] == pytest.approx(10.0)
+    assert counts["top"] < counts["both"] / 2, counts
+    with pytest.raises(ValueError, match="converge='middle'"):
+        hessian.lanczos_extremes(hvp, len(eigenvalues), converge="middle")
+
+
 @pytest.mark.parametrize("name", ["gelu", "tanh"])
 def test_top_eig_matches_the_dense_hessian_of_a_small_mlp(name: str):
     model = _mlp(name, width=6).double()
@@ -142,6 +165,7 @@ def test_training_is_bit_identical_with_diagnostics_on_and_off(data_root: Path):
     on = _fit(data_root, callbacks)
     off = _fit(data_root, [])
     assert callbacks[2].last["curv/top_eig"] > 0 and callbacks[0].last  # they did measure
+    assert all(c.seconds > 0 for c in callbacks)  # and timed their measurements
     for key in off:
         assert torch.equal(on[key], off[key]), key
 

@@ -17,6 +17,41 @@ from actbench.lifecycle import read_metrics, write_metrics
 from conftest import REPO, run_train
 
 
+@pytest.mark.parametrize(("min_interval_s", "saves"), [(0.0, 4), (3600.0, 1)])
+def test_checkpoint_time_gate_saves_rarely_but_always_at_the_end(
+    tmp_path: Path, data_root: Path, min_interval_s: float, saves: int
+):
+    import pytorch_lightning as pl
+    import torch
+
+    from actbench.data import DataModule
+    from actbench.lifecycle import Checkpoint
+    from actbench.module import Classifier
+
+    # digits: 1293 training examples in batches of 128 -> 11 steps an epoch; 40 steps end
+    # inside the 4th epoch.
+    dm = DataModule("digits", root=str(data_root), batch_size=128, seed=0)
+    dm.setup("fit")
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    module = Classifier(model, 10, {"name": "sgd", "lr": 0.1}, max_steps=40)
+    checkpoint = Checkpoint(dirpath=tmp_path, filename="last", min_interval_s=min_interval_s)
+    saved_at: list[int] = []
+    original = checkpoint._save_checkpoint
+
+    def note(trainer: pl.Trainer, filepath: str) -> None:
+        saved_at.append(trainer.global_step)
+        original(trainer, filepath)
+
+    checkpoint._save_checkpoint = note  # type: ignore[method-assign]
+    trainer = pl.Trainer(max_steps=40, accelerator="cpu", logger=False, callbacks=[checkpoint],
+                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(module, datamodule=dm)
+    assert len(saved_at) == saves and saved_at[-1] == 40, saved_at
+    assert (tmp_path / "last.ckpt").exists()
+    with pytest.raises(ValueError, match="min_interval_s=-1"):
+        Checkpoint(dirpath=tmp_path, min_interval_s=-1)
+
+
 def test_divergence_is_a_result_with_its_step(tmp_path: Path, data_root: Path):
     run_dir = tmp_path / "div"
     overrides = ["experiment=smoke", "optimizer=sgd", "optimizer.lr=50", "trainer.max_steps=200",

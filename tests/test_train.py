@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import run_train
@@ -74,3 +75,45 @@ def test_end_to_end_run_writes_wandb_offline_and_record(tmp_path: Path, data_roo
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     previous = list((run_dir / "previous").glob("*/summary.json"))
     assert len(previous) == 1 and json.loads(previous[0].read_text())["status"] == "completed"
+
+
+def test_compile_wraps_only_the_step_model(monkeypatch):
+    """compile=true: the training and evaluation steps call the compiled model; parameters,
+    checkpoints and the diagnostics' self.model stay the plain model (HVPs never compile)."""
+    import torch
+
+    from actbench.module import Classifier
+
+    compiled_calls = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            compiled_calls.append(len(x))
+            return self.inner(x)
+
+    monkeypatch.setattr(torch, "compile", Spy)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    plain = Classifier(model, 3, {"name": "sgd", "lr": 0.1})
+    compiled = Classifier(model, 3, {"name": "sgd", "lr": 0.1}, compile_model=True)
+    assert list(compiled.state_dict()) == list(plain.state_dict())
+    assert len(list(compiled.parameters())) == len(list(plain.parameters())) == 2
+    assert compiled.model is model
+    batch = (torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1]))
+    loss = compiled.training_step(batch, 0)
+    assert compiled_calls == [5] and loss.requires_grad
+    plain.training_step(batch, 0)
+    assert compiled_calls == [5]  # the plain module never calls the compiled one
+
+
+@pytest.mark.slow
+def test_compiled_run_trains_and_records(tmp_path: Path, data_root: Path):
+    run_dir = tmp_path / "compiled"
+    result = run_train("experiment=smoke", "compile=true", "trainer.max_steps=30",
+                       f"hydra.run.dir={run_dir}", f"data.root={data_root}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((run_dir / "summary.json").read_text())
+    assert record["status"] == "completed" and record["metrics"]["test/acc"] > 0.5

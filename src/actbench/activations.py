@@ -1,8 +1,9 @@
 """Activation registry: name -> ``nn.Module``, plus each activation's variance-preserving init gain.
 
-Built-in PyTorch modules are used where they exist; the custom ones are the sigmoid-gated family
-(``swish``, ``gelu_sigmoid``), the noisy-ReLU expectation and the stochastic gate behind GELU.
-Pure math: no Lightning here, so the atlas and the benchmarks reuse it.
+Built-in PyTorch modules are used where they exist; the custom ones live in
+:mod:`actbench.activation_modules`. torch is imported on the first build, not here: names and
+parameters are checked (config validation, a sweep's pre-run check) without it. Pure math: no
+Lightning here, so the atlas and the benchmarks reuse it.
 """
 
 from __future__ import annotations
@@ -11,78 +12,24 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-
-def normal_cdf(x: torch.Tensor) -> torch.Tensor:
-    """Φ(x), the standard normal CDF (twice differentiable through autograd)."""
-    return torch.special.ndtr(x)
+if TYPE_CHECKING:
+    from torch import nn
 
 
-def normal_pdf(x: torch.Tensor) -> torch.Tensor:
-    """φ(x), the standard normal density."""
-    return torch.exp(-0.5 * x * x) * _INV_SQRT_2PI
+def _nn() -> Any:
+    from torch import nn
+
+    return nn
 
 
-class Swish(nn.Module):
-    """x·σ(βx). ``learnable=True`` makes β a parameter (one per module, i.e. per layer)."""
+def _custom() -> Any:
+    from actbench import activation_modules
 
-    def __init__(self, beta: float = 1.0, learnable: bool = False) -> None:
-        super().__init__()
-        # A fixed β stays a Python float: a float32 buffer would round 1.702 to 1.70200002.
-        self.beta: nn.Parameter | float = (
-            nn.Parameter(torch.tensor(float(beta))) if learnable else float(beta)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        beta = self.beta.to(x.dtype) if isinstance(self.beta, torch.Tensor) else self.beta
-        return x * torch.sigmoid(beta * x)
-
-    def extra_repr(self) -> str:
-        return f"beta={float(self.beta):.4g}, learnable={isinstance(self.beta, nn.Parameter)}"
-
-
-class NoisyReLU(nn.Module):
-    """E[ReLU(x + ε)], ε ~ N(0, σ²) = x·Φ(x/σ) + σ·φ(x/σ): ReLU smoothed by Gaussian input noise."""
-
-    def __init__(self, sigma: float = 1.0) -> None:
-        super().__init__()
-        self.sigma = float(sigma)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = x / self.sigma
-        return x * normal_cdf(u) + self.sigma * normal_pdf(u)
-
-    def extra_repr(self) -> str:
-        return f"sigma={self.sigma:g}"
-
-
-class StochasticGELU(nn.Module):
-    """The stochastic gate GELU is the expectation of: output x with probability Φ(x), else 0.
-
-    Training mode samples the gate m ~ Bernoulli(Φ(x)) and returns m·x. The sample is not
-    differentiated through, so the gradient is the random mask itself: the network is
-    piecewise linear in its inputs for a fixed mask, and its Hessian is that of a
-    piecewise-linear net (zero curvature from the activation). Eval mode returns the
-    expectation x·Φ(x), which is exact GELU.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = normal_cdf(x)
-        if not self.training:
-            return x * gate
-        mask = torch.bernoulli(gate.detach())
-        return x * mask
-
-    @staticmethod
-    def expected_square(x: torch.Tensor) -> torch.Tensor:
-        # E[(m·x)²] = x²·Φ(x) since m² = m: the training-mode second moment the init preserves.
-        return x * x * normal_cdf(x)
+    return activation_modules
 
 
 @dataclass(frozen=True)
@@ -95,36 +42,40 @@ class ActivationSpec:
 
 
 REGISTRY: dict[str, ActivationSpec] = {
-    "identity": ActivationSpec(lambda: nn.Identity(), description="f(x) = x (linear control)"),
-    "tanh": ActivationSpec(lambda: nn.Tanh(), description="tanh(x) (saturating control)"),
-    "relu": ActivationSpec(lambda: nn.ReLU(), description="max(0, x)"),
+    "identity": ActivationSpec(lambda: _nn().Identity(), description="f(x) = x (linear control)"),
+    "tanh": ActivationSpec(lambda: _nn().Tanh(), description="tanh(x) (saturating control)"),
+    "relu": ActivationSpec(lambda: _nn().ReLU(), description="max(0, x)"),
     "leaky_relu": ActivationSpec(
-        lambda negative_slope: nn.LeakyReLU(negative_slope),
+        lambda negative_slope: _nn().LeakyReLU(negative_slope),
         {"negative_slope": 0.01},
         "max(0, x) + a·min(0, x)",
     ),
-    "elu": ActivationSpec(lambda alpha: nn.ELU(alpha), {"alpha": 1.0}, "x if x > 0 else α(eˣ − 1)"),
-    "softplus": ActivationSpec(
-        lambda beta: nn.Softplus(beta), {"beta": 1.0}, "log(1 + e^{βx}) / β"
+    "elu": ActivationSpec(
+        lambda alpha: _nn().ELU(alpha), {"alpha": 1.0}, "x if x > 0 else α(eˣ − 1)"
     ),
-    "gelu": ActivationSpec(lambda: nn.GELU(), description="x·Φ(x) (exact)"),
+    "softplus": ActivationSpec(
+        lambda beta: _nn().Softplus(beta), {"beta": 1.0}, "log(1 + e^{βx}) / β"
+    ),
+    "gelu": ActivationSpec(lambda: _nn().GELU(), description="x·Φ(x) (exact)"),
     "gelu_tanh": ActivationSpec(
-        lambda: nn.GELU(approximate="tanh"),
+        lambda: _nn().GELU(approximate="tanh"),
         description="0.5x(1 + tanh(√(2/π)(x + 0.044715x³)))",
     ),
-    "gelu_sigmoid": ActivationSpec(lambda: Swish(1.702), description="x·σ(1.702x)"),
-    "silu": ActivationSpec(lambda: nn.SiLU(), description="x·σ(x)"),
+    "gelu_sigmoid": ActivationSpec(lambda: _custom().Swish(1.702), description="x·σ(1.702x)"),
+    "silu": ActivationSpec(lambda: _nn().SiLU(), description="x·σ(x)"),
     "swish": ActivationSpec(
-        lambda beta, learnable: Swish(beta, learnable),
+        lambda beta, learnable: _custom().Swish(beta, learnable),
         {"beta": 1.0, "learnable": False},
         "x·σ(βx), β optionally learnable",
     ),
-    "mish": ActivationSpec(lambda: nn.Mish(), description="x·tanh(softplus(x))"),
+    "mish": ActivationSpec(lambda: _nn().Mish(), description="x·tanh(softplus(x))"),
     "noisy_relu": ActivationSpec(
-        lambda sigma: NoisyReLU(sigma), {"sigma": 1.0}, "x·Φ(x/σ) + σ·φ(x/σ) = E[ReLU(x+ε)]"
+        lambda sigma: _custom().NoisyReLU(sigma),
+        {"sigma": 1.0},
+        "x·Φ(x/σ) + σ·φ(x/σ) = E[ReLU(x+ε)]",
     ),
     "stochastic_gelu": ActivationSpec(
-        lambda: StochasticGELU(),
+        lambda: _custom().StochasticGELU(),
         description="train: x with prob. Φ(x) else 0; eval: x·Φ(x)",
     ),
 }
@@ -180,12 +131,15 @@ def build(name: str, **params: float | bool | None) -> nn.Module:
 
 def _second_moment(module: nn.Module, n_points: int = 200) -> float:
     """E[f(z)²] for z ~ N(0, 1) by Gauss–Hermite quadrature in float64."""
+    import torch
+
+    stochastic_gelu = _custom().StochasticGELU
     nodes, weights = np.polynomial.hermite_e.hermegauss(n_points)
     z = torch.from_numpy(nodes)
     module = module.double().eval()
     with torch.no_grad():
-        if isinstance(module, StochasticGELU):
-            sq = StochasticGELU.expected_square(z)
+        if isinstance(module, stochastic_gelu):
+            sq = stochastic_gelu.expected_square(z)
         else:
             sq = module(z) ** 2
     return float((sq.numpy() * weights).sum() / math.sqrt(2.0 * math.pi))

@@ -30,7 +30,7 @@ import torch
 from scipy import optimize, stats
 from torch import nn
 
-from actbench import activations
+from actbench import activation_modules, activations
 
 F64 = torch.float64
 
@@ -616,7 +616,7 @@ def _gelu() -> nn.Module:
 
 def swish64(beta: float) -> nn.Module:
     """The registry's x·σ(βx) module in float64 (a fixed β is held as an exact Python float)."""
-    return activations.Swish(beta).double()
+    return activation_modules.Swish(beta).double()
 
 
 def _max_gap(
@@ -724,14 +724,16 @@ def _z_summary(z: np.ndarray, se: np.ndarray) -> dict[str, Any]:
 
 NOISY_WRONG: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
     # Drops the σ·φ(x/σ) term: GELU-like x·Φ(x/σ), the reading "GELU is noisy ReLU".
-    "x*Phi(x/sigma) (no sigma*phi term)": lambda x, s: x * activations.normal_cdf(x / s),
+    "x*Phi(x/sigma) (no sigma*phi term)": lambda x, s: x * activation_modules.normal_cdf(x / s),
     # Variance where the standard deviation belongs; identical to the truth at σ = 1 only.
-    "x*Phi(x/sigma^2) + sigma^2*phi(x/sigma^2)": lambda x, s: activations.NoisyReLU(s * s)(x),
+    "x*Phi(x/sigma^2) + sigma^2*phi(x/sigma^2)": lambda x, s: activation_modules.NoisyReLU(s * s)(
+        x
+    ),
 }
 
 GATE_WRONG: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "x*sigmoid(1.702x)": lambda x: swish64(USUAL_BETA)(x),
-    "x*Phi(x) + phi(x) (noisy ReLU)": lambda x: activations.NoisyReLU(1.0)(x),
+    "x*Phi(x) + phi(x) (noisy ReLU)": lambda x: activation_modules.NoisyReLU(1.0)(x),
 }
 
 
@@ -771,7 +773,7 @@ def mc_noisy_relu(
             for x in xs:
                 v = relu(x + sigma * torch.randn(n, generator=gen, dtype=F64))
                 xt = torch.tensor([x], dtype=F64)
-                formula = float(activations.NoisyReLU(sigma)(xt)[0])
+                formula = float(activation_modules.NoisyReLU(sigma)(xt)[0])
                 wrong = {k: float(w(xt, sigma)[0]) for k, w in NOISY_WRONG.items()}
                 rows.append(_mc_row(v, formula, wrong, x=x, sigma=sigma))
     return _mc_result(rows, list(NOISY_WRONG), n, seed)
@@ -781,7 +783,7 @@ def mc_stochastic_gate(
     xs: Sequence[float] = MC_X, n: int = MC_SAMPLES, seed: int = 1
 ) -> dict[str, Any]:
     """Monte Carlo means of the stochastic gate (training-mode ``StochasticGELU``) vs x·Φ(x)."""
-    gate = activations.StochasticGELU().double().train()
+    gate = activation_modules.StochasticGELU().double().train()
     gelu = _gelu()
     rows = []
     with (
@@ -821,7 +823,7 @@ def noisy_gap() -> dict[str, Any]:
     """How far GELU is from the noisy-ReLU expectation at σ = 1 (the article's 'correction')."""
     x = torch.as_tensor(window_grid())
     with torch.no_grad():
-        noisy = activations.NoisyReLU(1.0)(x).numpy()
+        noisy = activation_modules.NoisyReLU(1.0)(x).numpy()
         gelu = _gelu()(x).numpy()
     gap = noisy - gelu
     i = int(np.argmax(np.abs(gap)))
@@ -834,7 +836,7 @@ def noisy_gap() -> dict[str, Any]:
         "max_gap": float(gap[i]),
         "max_gap_at": float(xn[i]),
         "gap_at_0": float(gap[np.argmin(np.abs(xn))]),
-        "phi_0": float(activations.normal_pdf(torch.tensor(0.0, dtype=F64))),
+        "phi_0": float(activation_modules.normal_pdf(torch.tensor(0.0, dtype=F64))),
         "gap_below_0.01_for_x_above": beyond,
         # [−5, 0): beyond, both values are within a few ulp of 0 and their signs are rounding.
         "opposite_signs_on_negative_side": bool(np.all((noisy[neg] > 0) & (gelu[neg] < 0))),
@@ -1025,9 +1027,9 @@ def claims(atlas: dict[str, Any]) -> list[dict[str, str]]:
         _verdict(d4 < 1e-3 and abs(f_m4) < 1e-3),
     )
     xs = torch.linspace(-8, 8, 16001, dtype=F64, requires_grad=True)
-    (dphi,) = torch.autograd.grad(activations.normal_cdf(xs).sum(), xs)
+    (dphi,) = torch.autograd.grad(activation_modules.normal_cdf(xs).sum(), xs)
     xs = xs.detach()
-    err = float((dphi - activations.normal_pdf(xs)).abs().max())
+    err = float((dphi - activation_modules.normal_pdf(xs)).abs().max())
     peak = float(xs[torch.argmax(dphi)])
     add(
         "The gate's rate of change dPhi/dx is the Gaussian density phi(x), largest at x = 0.",
@@ -1037,7 +1039,7 @@ def claims(atlas: dict[str, Any]) -> list[dict[str, str]]:
     neg = torch.linspace(-8, -1e-3, 8000, dtype=F64)
     with torch.no_grad():
         gv = _gelu()(neg)
-    ratio_err = float((gv / neg - activations.normal_cdf(neg)).abs().max())
+    ratio_err = float((gv / neg - activation_modules.normal_cdf(neg)).abs().max())
     sign_kept = bool(torch.all(gv < 0))
     v32, v64 = gelu["vanishes_float32_below"], gelu["vanishes_float64_below"]
     # What float64 gives where float32 already returns exactly 0: the size that is lost.
@@ -1598,7 +1600,7 @@ def make_figures(atlas: dict[str, Any], out: Path) -> list[str]:
         others = {
             f"x*sigmoid({beta:.4f}x) (curvature-matched)": swish64(beta)(xg).numpy(),
             f"x*sigmoid({USUAL_BETA}x)": swish64(USUAL_BETA)(xg).numpy(),
-            "E[ReLU(x+eps)], sigma = 1": activations.NoisyReLU(1.0)(xg).numpy(),
+            "E[ReLU(x+eps)], sigma = 1": activation_modules.NoisyReLU(1.0)(xg).numpy(),
         }
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.8))
     a1.plot(xg, gelu, "k", lw=2, label="GELU")

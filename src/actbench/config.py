@@ -180,6 +180,9 @@ class Config:
     loss: str = choice("ce", "ce", "mse")
     torch_threads: int | None = bounded(None, ge=1)
     matmul_precision: str = choice("highest", "highest", "high", "medium")
+    # torch.compile the model for the training and evaluation steps (opt-in: compiling takes
+    # tens of seconds, and pays on GPUs and larger models); HVPs and probes stay uncompiled.
+    compile: bool = False
     run_dir: str = "."  # set by Hydra to the job's output folder
     rerun: bool = False  # train again even if this run's record says completed
     sweep: SweepInfo = field(default_factory=SweepInfo)
@@ -358,7 +361,7 @@ NON_IDENTITY_KEYS = (
 )
 # Keys added after runs were recorded, left out while at the value every earlier run had, so
 # earlier run ids stay valid (a completed run is still found, not trained twice).
-IDENTITY_OMIT_AT: dict[str, Any] = {"data.augment": False}
+IDENTITY_OMIT_AT: dict[str, Any] = {"data.augment": False, "compile": False}
 
 
 def run_identity(cfg: DictConfig, drop: tuple[str, ...] = ()) -> dict[str, Any]:

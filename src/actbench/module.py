@@ -48,9 +48,14 @@ class Classifier(pl.LightningModule):
         loss: str = "ce",
         max_steps: int = 1000,
         log_every_n_steps: int = 50,
+        compile_model: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
+        # What the training and evaluation steps call. Kept out of nn.Module's registry (a tuple),
+        # so parameters and checkpoints hold the model once, under the same keys either way;
+        # diagnostics and HVPs use self.model, never the compiled graph.
+        self._step_model: tuple[nn.Module] = (torch.compile(model) if compile_model else model,)
         self.loss_kind = loss
         self.optimizer_cfg = dict(optimizer)
         self.max_steps = max_steps
@@ -88,7 +93,7 @@ class Classifier(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         x, y = batch
-        logits = self.model(x)
+        logits = self._step_model[0](x)
         loss = classification_loss(self.loss_kind, logits, y)
         self._pending_acc.append((logits.detach().argmax(-1), y))
         # Logging on a cadence: each per-step self.log costs a host sync and ~0.5 ms.
@@ -121,7 +126,7 @@ class Classifier(pl.LightningModule):
         self, batch: tuple[torch.Tensor, torch.Tensor], split: str, metric, loss_metric
     ) -> None:
         x, y = batch
-        logits = self.model(x)
+        logits = self._step_model[0](x)
         loss = classification_loss(self.loss_kind, logits, y)
         metric.update(logits, y)
         loss_metric.update(loss, weight=len(y))

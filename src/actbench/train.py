@@ -204,6 +204,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             loss=typed.loss,
             max_steps=typed.trainer.max_steps,
             log_every_n_steps=typed.trainer.log_every_n_steps,
+            compile_model=typed.compile,
         )
     except BaseException as err:  # set-up failed (data files, a model that cannot be built)
         if rank_zero:  # a record all the same, so sweeps and reports see the failure
