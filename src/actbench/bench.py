@@ -890,6 +890,12 @@ def sweep_row(ctx: Context) -> dict[str, Any]:
         # the machine's caches and memory bandwidth costs each run.
         "run_wall_s": {k: summary(v) for k, v in clocks["run_wall"].items()},
         "runs_per_min": {k: 60 * n_runs / v for k, v in med["run_phase"].items()},
+        # The run phase minus the runs' own wall times (each worker's share of them): what
+        # starting the workers and running outside train() (imports, W&B, Hydra) cost there.
+        "start_s": {
+            par: med["run_phase"][par] - n_runs / cores * med["run_wall"][par],
+            "jobs=1": med["run_phase"]["jobs=1"] - n_runs * med["run_wall"]["jobs=1"],
+        },
         "speedup": med["run_phase"]["jobs=1"] / med["run_phase"][par],
         "speedup_whole_command": med["elapsed"]["jobs=1"] / med["elapsed"][par],
         "slowdown_side_by_side": med["run_wall"][par] / med["run_wall"]["jobs=1"],
@@ -1249,12 +1255,22 @@ def _render_sweep(d: dict[str, Any], device: str) -> list[str]:
         f"on {d['cores']} cores ({_meets(d['speedup'] >= d['target_speedup'])} the ≥ "
         f"{d['target_speedup']}× target); of the whole command {d['speedup_whole_command']:.2f}× "
         "(it includes the fixed start, checking every grid value and Hydra's start, the same "
-        "for both). What bounds it: each run's own wall time is "
-        f"{d['slowdown_side_by_side']:.2f}× longer beside {d['cores'] - 1} other run(s) than alone "
-        "(shared caches and memory bandwidth), so even endless runs would gain at most "
-        f"{d['cores'] / d['slowdown_side_by_side']:.2f}×; the workers' imports of torch and "
-        "Lightning at launch take the rest.",
+        "for both).",
     ]
+    if "start_s" in d:
+        st = d["start_s"]
+        out += [
+            "",
+            "What bounds it: starting the workers. The run phase minus the runs' own wall times "
+            f"leaves {st[par]:.1f} s at `--jobs {d['cores']}` ({d['cores']} fresh worker "
+            "processes side by side, each importing torch and Lightning, starting W&B and loading "
+            f"data before its first run) against {st['jobs=1']:.1f} s at `--jobs 1` (the same "
+            "once, in the launching process), next to runs of "
+            f"{rw['jobs=1']['median']:.1f} s each. The runs themselves barely contend: one is "
+            f"{d['slowdown_side_by_side']:.2f}× slower beside {d['cores'] - 1} other(s) than "
+            "alone, so sweeps of longer or more runs approach "
+            f"{d['cores'] / d['slowdown_side_by_side']:.2f}×.",
+        ]
     return out
 
 
