@@ -105,3 +105,17 @@ def test_cli_bad_input_is_one_line_and_exit_2(case: str):
 def test_cli_traceback_on_request():
     result = run_train("trainer.max_steps=0", "logger=none", env={"HYDRA_FULL_ERROR": "1"})
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_checking_a_config_does_not_import_torch():
+    """Sweep launchers compose and check every grid value: that must not wait for torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import actbench.config, actbench.sweep, actbench.train; "
+        "from actbench import activations; activations.resolve_params('swish', beta=2.0); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

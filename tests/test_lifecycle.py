@@ -17,9 +17,11 @@ from actbench.lifecycle import read_metrics, write_metrics
 from conftest import REPO, run_train
 
 
-@pytest.mark.parametrize(("min_interval_s", "saves"), [(0.0, 4), (3600.0, 1)])
+@pytest.mark.parametrize(
+    ("min_interval_s", "val_every", "saves"), [(0.0, 1, 4), (3600.0, 1, 1), (3600.0, 3, 1)]
+)
 def test_checkpoint_time_gate_saves_rarely_but_always_at_the_end(
-    tmp_path: Path, data_root: Path, min_interval_s: float, saves: int
+    tmp_path: Path, data_root: Path, min_interval_s: float, val_every: int, saves: int
 ):
     import pytorch_lightning as pl
     import torch
@@ -43,8 +45,10 @@ def test_checkpoint_time_gate_saves_rarely_but_always_at_the_end(
         original(trainer, filepath)
 
     checkpoint._save_checkpoint = note  # type: ignore[method-assign]
+    # Validation every 3rd epoch would move Lightning's own saves to validation ends.
     trainer = pl.Trainer(max_steps=40, accelerator="cpu", logger=False, callbacks=[checkpoint],
-                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+                         check_val_every_n_epoch=val_every, enable_progress_bar=False,
+                         enable_model_summary=False)  # fmt: skip
     trainer.fit(module, datamodule=dm)
     assert len(saved_at) == saves and saved_at[-1] == 40, saved_at
     assert (tmp_path / "last.ckpt").exists()

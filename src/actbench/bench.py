@@ -676,8 +676,15 @@ def hvp_row(ctx: Context) -> dict[str, Any]:
         optimizer.zero_grad()
         classification_loss(cfg.loss, model(x[:128]), y[:128]).backward()
         optimizer.step()
-    first = timed(lambda: monitor.compute(model, optimizer))  # includes the atlas lookup
-    sharp = [timed(lambda: monitor.compute(model, optimizer)) for _ in range(reps)]
+
+    def estimate() -> None:
+        # Cold, as at a cadence point far from the last: a warm start at the same weights would
+        # stop the top-converging Lanczos after a product or two.
+        monitor._v0 = monitor._v0_pre = None
+        monitor.compute(model, optimizer)
+
+    first = timed(estimate)  # includes the atlas lookup
+    sharp = [timed(estimate) for _ in range(reps)]
     fb, hv = statistics.median(times["forward_backward"]), statistics.median(times["hvp"])
     return {
         "config": list(ctx.overrides),
@@ -836,7 +843,8 @@ def sweep_row(ctx: Context) -> dict[str, Any]:
     is shared (``data.root`` made absolute) so no run regenerates data. Two clocks: the whole
     command, and its run phase, from the moment the sweeper hands the runs to the launcher
     (``started`` in its manifest) to the last run record written; the difference is the fixed
-    start (checking every grid value, Hydra's start), the same for both variants.
+    start (checking every grid value, Hydra's start), the same for both variants. For
+    single-stage sweep files: a two-stage file's manifest is rewritten at each stage.
     """
     from actbench.sweep import MANIFEST, usable_cores
 
@@ -1120,14 +1128,14 @@ def _render_steps(d: dict[str, Any], device: str) -> list[str]:
     ]
     if "lightning" in ms:
         a, lt, r = (ms[k]["median"] for k in ("actbench", "lightning", "reference"))
-        ends, val = sp["epoch_end_s"], sp["validation_s"]
+        val = sp["validation_s"]
         out += [
             "",
             f"Where actbench's {a - r:.2f} ms per step over the reference go (medians; the "
             f"parts are differences of noisy figures): Lightning's own loop {lt - r:.2f} ms "
-            f"(bare Trainer − reference), validation {val:.2f} ms, the rest of the epoch ends "
-            f"{ends - val:.2f} ms, everything else (actbench's callbacks, logging) "
-            f"{a - lt - ends:.2f} ms. `--profile` adds a cProfile of the window.",
+            f"(bare Trainer − reference), validation {val:.2f} ms, everything else (checkpoint, "
+            f"actbench's callbacks and logging) {a - lt - val:.2f} ms. `--profile` adds a "
+            "cProfile of the window.",
         ]
     if "epoch_s" in d:
         e = d["epoch_s"]
@@ -1166,8 +1174,10 @@ def _render_diagnostics(d: dict[str, Any], device: str) -> list[str]:
         f"**{100 * d['share_own_clock']:.0f} %** of the run's wall time "
         f"({_meets(d['share_own_clock'] <= target)} the {100 * target:.0f} % target). "
         f"Cross-check, (on − off) ÷ on of the medians: {100 * d['share_all']:.0f} % (per "
-        f"repetition {per_rep}); the off runs alone spread by {noise:.0f} % of their median on "
-        "this machine, so this difference is the noisier estimate. Curvature is nearly all of "
+        f"repetition {per_rep}). It also counts what the callbacks cost outside their "
+        "measurements (their hooks on every step, wider CSV rows), but the off runs alone "
+        f"spread by {noise:.0f} % of their median on this machine, so it can neither confirm "
+        "nor refute a share near the target. Curvature is nearly all of "
         "it: Hessian-vector products on its probe at each cadence point (one Lanczos run for "
         "both spectrum ends, one for Adam's preconditioned sharpness, Hutchinson samples); see "
         "the next row for one estimate's cost.",
@@ -1185,9 +1195,10 @@ def _render_hvp(d: dict[str, Any], device: str) -> list[str]:
         f"ratio **{d['ratio']:.2f}×** ({_meets(d['ratio'] <= d['target_ratio'])} the "
         f"{d['target_ratio']}× target).",
         "",
-        f"One full sharpness estimate as the curvature callback makes it (probe {s['probe_size']}, "
-        f"Lanczos ≤ {s['lanczos_max_iter']} iterations for each end and for Adam's "
-        f"preconditioned sharpness, {s['trace_samples']} Hutchinson samples): "
+        f"One full sharpness estimate as the curvature callback makes it, started cold (probe "
+        f"{s['probe_size']}, ≤ {s['lanczos_max_iter']} Lanczos iterations for the spectrum and "
+        f"as many for Adam's preconditioned sharpness, {s['trace_samples']} Hutchinson "
+        "samples): "
         f"{_ms(s['seconds'], digits=2)} s (first one {s['first_s']:.2f} s, with the atlas "
         "lookup).",
     ]

@@ -112,13 +112,15 @@ class Checkpoint(ModelCheckpoint):
     Epoch-end checkpoints are what make a resumed run identical to an uninterrupted one, but a
     small model on a small dataset ends an epoch every few milliseconds, and writing weights,
     optimizer and RNG states each time cost more than the training itself (``make bench``). A
-    kill loses at most ``min_interval_s`` seconds of training; ``0`` saves at every epoch end
-    Lightning's own rule (``every_n_epochs``) allows.
+    kill loses at most ``min_interval_s`` seconds of training plus one epoch; ``0`` saves at
+    every epoch end Lightning's own rule (``every_n_epochs``) allows. Always at training-epoch
+    ends, also when validation runs less often (Lightning would then save after validation).
     """
 
     def __init__(self, *args: Any, min_interval_s: float = 0.0, **kwargs: Any) -> None:
         if min_interval_s < 0:
             raise ValueError(f"callbacks.checkpoint.min_interval_s={min_interval_s}: must be >= 0")
+        kwargs.setdefault("save_on_train_epoch_end", True)
         super().__init__(*args, **kwargs)
         self.min_interval_s = min_interval_s
         self._last_save_time = time.monotonic()
@@ -129,7 +131,8 @@ class Checkpoint(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         due = time.monotonic() - self._last_save_time >= self.min_interval_s
-        if not (due or training_ends(trainer)):
+        # Rank 0's clock decides for all: saving ends in a barrier every rank must reach.
+        if not trainer.strategy.broadcast(due or training_ends(trainer)):
             return
         saved_before = self._last_global_step_saved
         super().on_train_epoch_end(trainer, pl_module)
