@@ -652,7 +652,7 @@ def hvp_row(ctx: Context) -> dict[str, Any]:
     hvp, n = hessian.model_hvp(model, lambda o, t: classification_loss(cfg.loss, o, t), [(x, y)])
     vec = torch.randn(n, device=ctx.device)
     hvp(vec)  # warm-up
-    reps = max(3, ctx.reps)
+    reps = max(9, ctx.reps)  # a product takes milliseconds: enough repetitions to beat noise
 
     def fwd_bwd() -> None:
         torch.autograd.grad(classification_loss(cfg.loss, model(x), y), params)
