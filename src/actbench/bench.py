@@ -8,16 +8,19 @@ reports the median and the range. Rows (``--only``):
     ms per optimizer step and steps/s of actbench's full training path (the real ``train()``
     with its DataModule, Classifier, Trainer, checkpoint, divergence and resume callbacks and the
     CSV log, diagnostics off) against :func:`reference_loop`, a plain PyTorch loop over the same
-    model, data tensors, optimizer, batch size and thread count. Start-up is excluded: the time
-    runs from the end of optimizer step N0 to the end of step N1.
+    model, data tensors, optimizer, batch size and thread count, and against the same module in a
+    bare Lightning ``Trainer`` (Lightning's own loop). Start-up is excluded: the time runs from
+    the end of optimizer step N0 to the end of step N1.
 ``diagnostics``
-    wall-time share of the three diagnostics callbacks at their default cadence.
+    wall-time share of the three diagnostics callbacks at their default cadence: by their own
+    clocks (``diagnostics_s`` in the run record), and on vs off.
 ``hvp``
     one Hessian-vector product against one forward+backward, and one full sharpness estimate.
 ``startup``
     process start to the first optimizer step, through the real entry point.
 ``sweep``
-    the same small sweep grid with ``--jobs`` = cores against ``--jobs 1``.
+    the same small sweep grid with ``--jobs`` = cores against ``--jobs 1``, one torch thread per
+    run: the whole command and its run phase.
 ``memory``
     peak memory (RSS; GPU when used) of a training run and of one curvature estimate.
 ``epoch60k``
