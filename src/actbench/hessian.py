@@ -98,11 +98,12 @@ def lanczos_extremes(
         ritz_vals, ritz_vecs = eigh_tridiagonal(np.array(alphas), np.array(betas))
         top, bottom = float(ritz_vals[-1]), float(ritz_vals[0])
         scale = max(abs(top), abs(bottom), 1e-12)
-        moved = abs(top - prev[0]) if prev is not None else math.inf
-        if converge == "both" and prev is not None:
-            moved = max(moved, abs(bottom - prev[1]))
-        if moved <= tol * scale:
-            break
+        if prev is not None:
+            moved = abs(top - prev[0])
+            if converge == "both":
+                moved = max(moved, abs(bottom - prev[1]))
+            if moved <= tol * scale:
+                break
         prev = (top, bottom)
         beta = float(w.norm())
         if beta <= 1e-10 * scale:  # invariant subspace found: the Ritz values are exact
