@@ -1,4 +1,5 @@
-"""The benchmark code path runs once end to end (no timing assertions)."""
+"""The benchmark code path runs once end to end through the command line (no timing
+assertions); the shared parts are tested in test_bench_timing.py and test_bench_report.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from actbench import bench
+from actbench.bench.cli import ROWS
 
 
 def test_bench_writes_report_and_numbers(tmp_path: Path, data_root: Path):
@@ -18,7 +20,7 @@ def test_bench_writes_report_and_numbers(tmp_path: Path, data_root: Path):
     assert result["options"]["quick"] and result["options"]["devices"] == ["cpu"]
     rows = result["results"]["cpu"]
     # Every row except the GPU-only 60k epoch, which runs on the CPU only when named in --only.
-    assert set(rows) == set(bench.ROWS) - {"epoch60k"}
+    assert set(rows) == set(ROWS) - {"epoch60k"}
 
     for name in ("mlp_steps", "vit_steps"):
         steps = rows[name]

@@ -20,9 +20,16 @@ from actbench import activations, experiments
 from actbench.data import DataModule
 from actbench.diagnostics import CurvatureMonitor, DeadNeuronMonitor, TrainSetLoss
 from actbench.diagnostics.base import fixed_steps
-from actbench.experiments import EXPERIMENTS, Dying, EdgeOfStability, GeluPaper, Run
+from actbench.experiments.base import DOCS, MANIFEST, RUNS
+from actbench.experiments.collect import collect, in_grid, trim_metrics
+from actbench.experiments.document import check, compose
+from actbench.experiments.dying import Dying
+from actbench.experiments.edge_of_stability import EdgeOfStability
+from actbench.experiments.gelu_paper import GeluPaper
+from actbench.experiments.registry import EXPERIMENTS
 from actbench.models.mlp import MLP
 from actbench.module import Classifier
+from actbench.records import CONFIG, METRICS, RunRecord, read_curves, read_sweep, write_summary
 from conftest import REPO
 
 # --- the committed documents -------------------------------------------------------------------
@@ -30,7 +37,7 @@ from conftest import REPO
 
 def test_committed_documents_match_their_records():
     """CI fails when a document drifts from what its committed records regenerate."""
-    assert experiments.check(experiments.DOCS) == []
+    assert check(DOCS) == []
 
 
 def test_every_experiment_has_a_preset_and_a_grid_file():
@@ -44,7 +51,9 @@ def test_every_experiment_has_a_preset_and_a_grid_file():
 # --- rules on synthetic records (known answers) ------------------------------------------------
 
 
-def _run(params: dict, metrics: dict | None = None, curves: dict | None = None, **summary) -> Run:
+def _run(
+    params: dict, metrics: dict | None = None, curves: dict | None = None, **summary
+) -> RunRecord:
     config: dict = {}
     for dotted, value in params.items():
         node = config
@@ -53,10 +62,10 @@ def _run(params: dict, metrics: dict | None = None, curves: dict | None = None, 
             node = node.setdefault(part, {})
         node[leaf] = value
     record = {"status": "completed", "metrics": metrics or {}, **summary}
-    return Run("r", record, config, curves or {})
+    return RunRecord(Path("r"), record, config, curves or {})
 
 
-def _gelu_runs(train: dict[tuple[str, float, float], float], val: dict) -> list[Run]:
+def _gelu_runs(train: dict[tuple[str, float, float], float], val: dict) -> list[RunRecord]:
     runs = []
     for (act, dropout, lr), loss in train.items():
         for seed in range(3):
@@ -103,6 +112,20 @@ def test_gelu_rule_counts_a_diverged_seed_as_infinite_validation_loss():
     assert exp.select(runs)[("relu", 0.0)] == 1e-4
 
 
+def test_gelu_rule_breaks_ties_towards_the_smaller_learning_rate():
+    exp = GeluPaper()
+    runs = []
+    for lr in (1e-3, 1e-5, 1e-4):  # equal medians at 1e-4 and 1e-5, found in no sorted order
+        for seed in range(3):
+            val = 0.5 if lr < 1e-3 else 0.7
+            params = {"activation.name": "elu", "model.dropout": 0.5, "optimizer.lr": lr}
+            runs.append(_run({**params, "seed": seed}, {"val/loss": val, "train_eval/loss": 0.1}))
+    assert exp.select(runs) == {("elu", 0.5): 1e-5}
+    for r in runs:  # every seed diverged at every learning rate: nothing to choose
+        r.summary["status"] = "diverged"
+    assert exp.select(runs) == {}
+
+
 def _eos(ratios: list[float], every: int = 50, status: str = "completed") -> dict:
     curve = [(i * every, r) for i, r in enumerate(ratios)]
     params = {"optimizer.lr": 0.1, "activation.name": "tanh"}
@@ -133,7 +156,7 @@ def test_edge_of_stability_rule_known_answers(ratios, outcome, tests):
 def test_edge_of_stability_verdict_per_activation():
     exp = EdgeOfStability()
 
-    def run(act: str, ratios: list[float]) -> Run:
+    def run(act: str, ratios: list[float]) -> RunRecord:
         curve = [(i * 50, r) for i, r in enumerate(ratios)]
         return _run({"optimizer.lr": 0.1, "activation.name": act}, {},
                     {"curv/stability_ratio": curve}, steps=curve[-1][0])  # fmt: skip
@@ -157,7 +180,7 @@ def test_edge_of_stability_verdict_per_activation():
 def test_dying_rule_measures_the_rise_over_units_born_dead():
     exp = Dying()
 
-    def run(values: list[float], seed: int) -> Run:
+    def run(values: list[float], seed: int) -> RunRecord:
         curve = [(i * 10, v) for i, v in enumerate(values)]
         curves = {k: curve for k in exp.MEASURES}
         return _run({"activation.name": "relu", "optimizer.lr": 0.1, "seed": seed},
@@ -188,7 +211,7 @@ def test_protocol_deviation_is_reported_and_invalidates_the_verdict():
     deviations = exp.protocol_deviations(runs, "small")
     assert len(deviations) == 1 and "`loss` should be 'mse'" in deviations[0]
     manifest = {"scale": "small", "parameters": {"seed": {"value": 0}}, "points": 2}
-    assert "**Invalid: the records break the protocol**" in experiments.compose(exp, manifest, runs)
+    assert "**Invalid: the records break the protocol**" in compose(exp, manifest, runs)
 
 
 def test_trimmed_metrics_keep_only_needed_columns_and_read_back(tmp_path: Path):
@@ -202,10 +225,41 @@ def test_trimmed_metrics_keep_only_needed_columns_and_read_back(tmp_path: Path):
         "5,1,10,1.9,\n"  # a resumed run logged step 10 twice: the last value wins
     )
     dst = tmp_path / "trimmed.csv"
-    assert experiments.trim_metrics(src, dst, ["train_eval/loss", "val/loss", "absent"]) == 4
+    assert trim_metrics(src, dst, ["train_eval/loss", "val/loss", "absent"]) == 4
     assert dst.read_text().splitlines()[0] == "step,train_eval/loss,val/loss"
-    curves = experiments.read_curves(dst, ["train_eval/loss", "val/loss"])
+    curves = read_curves(dst, ["train_eval/loss", "val/loss"])
     assert curves == {"train_eval/loss": [(0, 2.5), (10, 1.9)], "val/loss": [(9, 2.4)]}
+
+
+def test_collect_keeps_finished_runs_of_the_grid_trimmed(tmp_path: Path):
+    exp = EXPERIMENTS["edge_of_stability"]
+    spec = exp.spec("small")
+    sweep = tmp_path / "multirun" / exp.stem("small")
+    config = {k: v for k, v in exp.invariants.items()}
+    point = {"activation.name": "relu", "optimizer.lr": 0.04, "seed": 0, "loss": "mse",
+             "data.num_samples": 500, "trainer.max_steps": 60,
+             "callbacks.curvature.every_n_steps": 10}  # fmt: skip
+    grid = ["experiment=edge_of_stability", "activation=relu", "optimizer.lr=0.04"]
+
+    def run(folder: str, status: str, lr: float = 0.04) -> None:
+        record = _run({**config, **point, "optimizer.lr": lr}, {}, {})
+        out = sweep / folder
+        write_summary(out, {**record.summary, "status": status, "overrides": grid})
+        (out / CONFIG).write_text(yaml.safe_dump(record.config))
+        (out / METRICS).write_text("epoch,step,curv/stability_ratio,other\n0,0,0.5,1\n0,10,,2\n")
+
+    run("a", "completed")
+    run("b", "diverged")
+    run("c", "running")  # unfinished: left out
+    run("d", "completed", lr=0.5)  # a stale run of another grid: left out
+    assert in_grid(read_sweep(sweep)[0], spec) and not in_grid(read_sweep(sweep)[3], spec)
+    dest = collect("edge_of_stability", "small", tmp_path / "multirun", tmp_path / "docs")
+    kept = read_sweep(dest / RUNS, exp.csv_keys)
+    assert [r.folder.name for r in kept] == ["a", "b"]
+    assert kept[0].curve("curv/stability_ratio") == [(0, 0.5)]
+    assert (dest / RUNS / "a" / METRICS).read_text() == "step,curv/stability_ratio\n0,0.5\n"
+    manifest = json.loads((dest / MANIFEST).read_text())
+    assert manifest["points"] == 4 and manifest["parameters"] == spec["parameters"]
 
 
 # --- the diagnostics the experiments added -----------------------------------------------------
@@ -309,12 +363,12 @@ def test_small_variant_runs_end_to_end(name: str, tmp_path: Path, data_root: Pat
     collect = ["--docs", str(docs), "collect", name, "--scale", "small"]
     assert experiments.main([*collect, "--multirun", str(tmp_path / "multirun")]) == 0
     exp = EXPERIMENTS[name]
-    records = docs / "records" / name
-    manifest = json.loads((records / experiments.MANIFEST).read_text())
+    records_dir = docs / "records" / name
+    manifest = json.loads((records_dir / MANIFEST).read_text())
     assert (
         manifest["scale"] == "small" and manifest["parameters"] == exp.spec("small")["parameters"]
     )
-    runs = experiments.load_runs(records, exp.csv_keys)
+    runs = read_sweep(records_dir / RUNS, exp.csv_keys)
     assert len(runs) == manifest["points"] > 1
     assert all(r.status in ("completed", "diverged") for r in runs)
     assert exp.protocol_deviations(runs, "small") == []
@@ -336,8 +390,8 @@ def test_small_variant_runs_end_to_end(name: str, tmp_path: Path, data_root: Pat
     assert "**Scale: small — a pipeline check, not evidence.**" in text
     assert "## Rule, decided in advance" in text and "## Verdict" in text
     assert (docs / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
-    assert experiments.check(docs, [name]) == []
+    assert check(docs, [name]) == []
     (docs / f"{name}.md").write_text(text.replace("## Verdict", "## Verdict (edited)"))
-    problems = experiments.check(docs, [name])
+    problems = check(docs, [name])
     assert len(problems) == 1 and "differs from what its records give" in problems[0]
     assert experiments.main(["--docs", str(docs), "check"]) == 1  # others have no records here

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from actbench.lifecycle import read_metrics, write_metrics
+from actbench.records import read_metrics_rows, write_metrics_rows
 from conftest import REPO, run_train
 
 
@@ -73,9 +73,9 @@ def test_divergence_is_a_result_with_its_step(tmp_path: Path, data_root: Path):
 def test_metrics_rows_are_kept_up_to_the_checkpoint(tmp_path: Path):
     path = tmp_path / "metrics.csv"
     path.write_text("a,step\n1,0\n2,1\n3,2\n")
-    header, rows = read_metrics(path, 2)
+    header, rows = read_metrics_rows(path, 2)
     assert header == ["a", "step"] and rows == [["1", "0"], ["2", "1"]]
-    write_metrics(path, header, rows)
+    write_metrics_rows(path, header, rows)
     assert path.read_text().splitlines() == ["a,step", "1,0", "2,1"]
 
 

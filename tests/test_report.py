@@ -1,5 +1,5 @@
 """The sweep report: statistics against hand computations, LR selection, incomplete sweeps, and
-the files written from synthetic run folders (summary.json, config.yaml, metrics.csv)."""
+the files written from synthetic run folders (summary, config.yaml, metrics.csv)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -17,7 +18,8 @@ import numpy as np
 import pytest
 import yaml
 
-from actbench import report
+from actbench import records
+from actbench.report import analysis, cli, curves, figures, stats, tables
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 WANDB = Path(sys.executable).parent / "wandb"
@@ -77,7 +79,7 @@ def write_run(
         summary["error"] = "RuntimeError: out of memory"
     if with_sweep_key:
         summary["sweep"] = {"name": sweep_dir.name, "stage": stage}
-    (folder / "summary.json").write_text(json.dumps(summary))
+    records.write_summary(folder, summary)
     config = {
         "model": {"name": model, "depth": 3, "width": 256},
         "data": {"name": data, "batch_size": 128, "split_seed": 0},
@@ -118,21 +120,21 @@ def write_metrics_csv(path: Path, seed: int, steps: int) -> None:
 
 def test_t_interval_half_width_matches_hand_values():
     # n = 3: s = 0.02, t(0.975, 2) = 4.302653
-    mean, half = report.t_interval([0.60, 0.62, 0.64])
+    mean, half = stats.t_interval([0.60, 0.62, 0.64])
     assert mean == pytest.approx(0.62)
     assert half == pytest.approx(4.302653 * 0.02 / math.sqrt(3), rel=1e-6)
     # n = 5: s = sqrt(2.5), t(0.975, 4) = 2.776445
-    mean, half = report.t_interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    mean, half = stats.t_interval([1.0, 2.0, 3.0, 4.0, 5.0])
     assert mean == pytest.approx(3.0)
     assert half == pytest.approx(2.776445 * math.sqrt(2.5) / math.sqrt(5), rel=1e-6)
     # one value: no interval
-    assert math.isnan(report.t_interval([0.5])[1])
+    assert math.isnan(stats.t_interval([0.5])[1])
 
 
 def test_paired_t_test_matches_closed_form_and_pairs_by_seed():
     a = {2: 0.74, 0: 0.70, 1: 0.72}
     b = {0: 0.69, 1: 0.70, 2: 0.71, 3: 0.99}  # seed 3 has no partner and must be ignored
-    test = report.paired_t_test(a, b)
+    test = stats.paired_t_test(a, b)
     # differences 0.01, 0.02, 0.03: t = mean / (s / sqrt n) = 2 sqrt(3); df = 2, where the
     # t CDF is closed-form, F(t) = 1/2 + t / (2 sqrt(2 + t^2)), so p = 1 - t / sqrt(2 + t^2).
     t = 0.02 / (0.01 / math.sqrt(3))
@@ -141,15 +143,15 @@ def test_paired_t_test_matches_closed_form_and_pairs_by_seed():
     assert test.p == pytest.approx(1 - t / math.sqrt(2 + t * t), rel=1e-6)
     assert test.p == pytest.approx(0.074180, abs=1e-6)
     # the opposite direction has the same p and the opposite sign
-    assert report.paired_t_test(b, a).diff == pytest.approx(-0.02)
+    assert stats.paired_t_test(b, a).diff == pytest.approx(-0.02)
     # under two shared seeds there is no test
-    assert math.isnan(report.paired_t_test({0: 0.5}, {0: 0.4}).p)
+    assert math.isnan(stats.paired_t_test({0: 0.5}, {0: 0.4}).p)
 
 
 def test_holm_known_vectors():
-    np.testing.assert_allclose(report.holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
-    np.testing.assert_allclose(report.holm([0.5, 0.6]), [1.0, 1.0])  # capped at 1
-    adjusted = report.holm([0.01, math.nan, 0.04])  # NaN is not a member of the family
+    np.testing.assert_allclose(stats.holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(stats.holm([0.5, 0.6]), [1.0, 1.0])  # capped at 1
+    adjusted = stats.holm([0.01, math.nan, 0.04])  # NaN is not a member of the family
     assert adjusted[0] == pytest.approx(0.02) and adjusted[2] == pytest.approx(0.04)
     assert math.isnan(adjusted[1])
 
@@ -161,14 +163,14 @@ def test_ties_within_noise_and_separation_when_large():
         "b": dict(enumerate(base + np.array([-0.005, 0.01, -0.01, 0.0, 0.005]))),
         "c": dict(enumerate(base - 0.2 + np.array([0.001, -0.001, 0.002, 0.0, -0.002]))),
     }
-    rows = {r.activation: r for r in report.rank_activations(scores)}
+    rows = {r.activation: r for r in stats.rank_activations(scores)}
     assert rows["a"].rank == rows["b"].rank == 1
     assert rows["a"].tied_with == ["b"] and rows["b"].tied_with == ["a"]
     assert rows["c"].rank == 3 and rows["c"].tied_with == []
     assert rows["c"].better_than == []
     assert set(rows["a"].better_than) == {"c"}
 
-    vs = report.baseline_family(scores, "a")
+    vs = stats.baseline_family(scores, "a")
     assert vs["c"][0].diff == pytest.approx(-0.2, abs=1e-3) and vs["c"][1] < 0.05
     assert vs["b"][1] > 0.05
 
@@ -189,17 +191,27 @@ def test_lr_selection_picks_best_mean_and_penalises_divergence(tmp_path: Path):
     for seed, (v1, v2) in enumerate([(0.70, 0.78), (0.72, 0.80)]):
         write_run(sweep, "gelu", seed, lr=1e-3, stage="tune", val_best=v1)
         write_run(sweep, "gelu", seed, lr=1e-2, stage="tune", val_best=v2)
-    write_run(sweep, "gelu", 0, lr=3e-2, stage="tune", status="failed")  # no result, no score
-    (unit,) = report.analyse(report.load_runs(sweep))
+    failed = write_run(sweep, "gelu", 0, lr=3e-2, stage="tune", status="failed")  # no score
+    (unit,) = analysis.analyse(analysis.read_runs(sweep))
     assert unit.staged
-    assert unit.chosen_lr == {"relu": 3e-3, "gelu": 1e-2}
+    # the sweeper's rule: a group with a failed tuning trial gets no choice until it is rerun
+    assert unit.chosen_lr == {"relu": 3e-3}
     assert unit.lrs["relu"][1e-2].scores == [0.90]
     assert unit.lrs["relu"][1e-2].n_diverged == 1
     assert 3e-2 not in unit.lrs["gelu"]
     assert unit.rows == []  # no confirmation runs yet: nothing ranked
+    shutil.rmtree(failed)  # the rerun of the failed trial completes, below the best mean
+    write_run(sweep, "gelu", 0, lr=3e-2, stage="tune", val_best=0.10)
+    (unit,) = analysis.analyse(analysis.read_runs(sweep))
+    assert unit.chosen_lr == {"relu": 3e-3, "gelu": 1e-2}
 
-    tie = {"x": {1e-3: report.LRCell([0.8], 0), 3e-3: report.LRCell([0.8], 0)}}
-    assert report.select_lr(tie) == {"x": 1e-3}  # equal means: the smaller LR
+    # equal means: the smaller LR, in the shared rule and through the report
+    assert records.choose({"0.003": [0.8], "0.001": [0.8]}).value == "0.001"
+    tie = tmp_path / "tie"
+    write_run(tie, "relu", 0, lr=3e-3, stage="tune", val_best=0.8)
+    write_run(tie, "relu", 0, lr=1e-3, stage="tune", val_best=0.8)
+    (unit,) = analysis.analyse(analysis.read_runs(tie))
+    assert unit.chosen_lr == {"relu": 1e-3}
 
 
 def test_statuses_are_counted_and_runs_split_into_units(tmp_path: Path):
@@ -211,9 +223,14 @@ def test_statuses_are_counted_and_runs_split_into_units(tmp_path: Path):
     write_run(sweep, "gelu", 0, model="vit")
     (sweep / "wandb").mkdir()  # not a run folder
     (sweep / "multirun.yaml").write_text("hydra: {}\n")
-    runs = report.load_runs(sweep)
-    assert report.status_counts(runs) == {"completed": 2, "diverged": 1, "failed": 1, "running": 1}
-    units = report.analyse(runs)
+    runs = analysis.read_runs(sweep)
+    assert analysis.status_counts(runs) == {
+        "completed": 2,
+        "diverged": 1,
+        "failed": 1,
+        "running": 1,
+    }
+    units = analysis.analyse(runs)
     assert [u.label for u in units] == ["mlp on mnist1d", "vit on mnist1d"]
     mlp = units[0]
     assert [r.activation for r in mlp.rows] == ["relu"]  # only completed runs are ranked
@@ -223,12 +240,12 @@ def test_statuses_are_counted_and_runs_split_into_units(tmp_path: Path):
 def test_curves_read_wide_csv_and_aggregate_over_seeds(tmp_path: Path):
     path = tmp_path / "metrics.csv"
     write_metrics_csv(path, seed=1, steps=200)
-    curves = report.read_curves(path)
-    loss = curves["train/loss"]
+    read = {k: np.asarray(v) for k, v in records.read_curves(path, curves.CURVE_KEYS).items()}
+    loss = read["train/loss"]
     assert loss[:, 0].tolist() == [0, 50, 100, 150]  # empty cells skipped
     assert loss[0, 1] == pytest.approx(2.01)
-    assert curves["curv/top_eig"][:, 0].tolist() == [0, 1, 3, 10, 30, 100, 199]
-    steps, mean, lo, hi = report.aggregate_curves(
+    assert read["curv/top_eig"][:, 0].tolist() == [0, 1, 3, 10, 30, 100, 199]
+    steps, mean, lo, hi = curves.aggregate_curves(
         [np.array([[0, 1.0], [10, 2.0]]), np.array([[0, 3.0]])]
     )
     assert steps.tolist() == [0, 10] and mean.tolist() == [2.0, 2.0]
@@ -238,11 +255,11 @@ def test_curves_read_wide_csv_and_aggregate_over_seeds(tmp_path: Path):
 def test_every_registered_activation_has_its_own_fixed_colour():
     from actbench.activations import names
 
-    colours = [report.activation_colour(n) for n in names()]
-    assert all(n in report.ACTIVATION_COLOURS for n in names())
+    colours = [figures.activation_colour(n) for n in names()]
+    assert all(n in figures.ACTIVATION_COLOURS for n in names())
     assert len(set(colours)) == len(colours)
-    variant = report.activation_colour("swish(beta=1.5)")
-    assert variant == report.activation_colour("swish(beta=1.5)")
+    variant = figures.activation_colour("swish(beta=1.5)")
+    assert variant == figures.activation_colour("swish(beta=1.5)")
     assert variant not in colours
 
 
@@ -272,7 +289,7 @@ def test_end_to_end_report_files(tmp_path: Path):
     sweep = tmp_path / "multirun" / "demo"
     two_stage_sweep(sweep)
     out = tmp_path / "reports" / "demo"
-    readme = report.build_report(sweep, out)
+    readme = cli.build_report(sweep, out)
     assert readme == out / "README.md"
     text = readme.read_text()
 
@@ -290,6 +307,7 @@ def test_end_to_end_report_files(tmp_path: Path):
     assert "| `relu` | 0.01 | 80.5 (n=2) | **85.5 (n=2)** |" in text
     assert "| `gelu` | 0.001 | **84.5 (n=2)** | 82.5 (n=2) |" in text
     assert "Incomplete sweep" in text and "1 of 24 runs are still running" in text
+    assert "`selection.json` is missing from the sweep folder, so the choice was recomputed" in text
     assert "| mlp on mnist1d | confirm | 9 | 1 | 1 | 1 | 12 |" in text
     assert "| mlp on mnist1d | tune | 12 | 0 | 0 | 0 | 12 |" in text
     assert "RuntimeError: out of memory" in text  # failed runs are listed with their error
@@ -305,7 +323,7 @@ def test_end_to_end_report_files(tmp_path: Path):
     with open(out / "summary.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 24
-    assert list(rows[0]) == list(report.SUMMARY_COLUMNS)
+    assert list(rows[0]) == list(tables.SUMMARY_COLUMNS)
     assert sum(r["stage"] == "tune" for r in rows) == 12
     statuses = [r["status"] for r in rows if r["stage"] == "confirm"]
     assert sorted(set(statuses)) == ["completed", "diverged", "failed", "running"]
@@ -314,13 +332,51 @@ def test_end_to_end_report_files(tmp_path: Path):
     assert Path(gelu_10["run_folder"]).parent == sweep
 
 
+def test_report_ranks_at_the_value_selection_json_chose(tmp_path: Path):
+    """The sweeper's selection.json is the choice: the report ranks the confirmation runs at its
+    value, even where the tuning records' means would choose another."""
+    sweep = tmp_path / "multirun" / "demo"
+    two_stage_sweep(sweep)  # the means choose relu at 0.01 (85.5 vs 80.5 %)
+    for seed, acc in zip((10, 11, 12), (0.60, 0.61, 0.62), strict=True):
+        write_run(sweep, "relu", seed, lr=1e-3, stage="confirm", test_acc=acc)
+    runs = analysis.read_runs(sweep)
+    lr_by_act = {"relu": "0.001", "gelu": "0.001", "identity": "0.001"}
+    chosen = {
+        records.selection_group(r.override_list, "optimizer.lr"): records.Choice(
+            lr_by_act[r.activation], 0.5, {}
+        )
+        for r in runs
+        if r.stage == "tune"
+    }
+    assert len(chosen) == 3
+    records.write_selection(sweep, "optimizer.lr", "val/acc_best", "maximize", chosen)
+
+    (unit,) = analysis.analyse(runs, records.read_selection(sweep))
+    assert unit.selection_source == analysis.FROM_SWEEPER
+    relu_ranked = [r for r in unit.ranked_runs if r.activation == "relu"]
+    assert sorted(r.seed for r in relu_ranked) == [10, 11, 12]
+    assert {r.lr for r in relu_ranked} == {1e-3}
+    assert unit.chosen_lr == {"relu": 1e-3, "gelu": 1e-3, "identity": 1e-3}
+    relu_row = next(row for row in unit.rows if row.activation == "relu")
+    assert relu_row.mean == pytest.approx(0.61)
+    # the same records without the file: the means' choice, relu at 0.01
+    (recomputed,) = analysis.analyse(runs)
+    assert recomputed.selection_source == analysis.RECOMPUTED
+    assert {r.lr for r in recomputed.ranked_runs if r.activation == "relu"} == {1e-2}
+
+    text = cli.build_report(sweep, tmp_path / "out").read_text()
+    assert "| `relu` | 0.001 | **80.5 (n=2)** | 85.5 (n=2) |" in text
+    assert "61.00 ± 1.00" in text
+    assert "recomputed" not in text
+
+
 def test_single_stage_records_without_sweep_key(tmp_path: Path):
     """Records from before the two-stage protocol (no ``sweep`` key) rank every run."""
     sweep = tmp_path / "old"
     for seed, (r, g) in enumerate([(0.64, 0.66), (0.65, 0.66), (0.63, 0.67)]):
         write_run(sweep, "relu", seed, test_acc=r, with_sweep_key=False)
         write_run(sweep, "gelu", seed, test_acc=g, with_sweep_key=False)
-    text = report.build_report(sweep, tmp_path / "out").read_text()
+    text = cli.build_report(sweep, tmp_path / "out").read_text()
     assert "single stage" in text
     assert "this sweep tunes no learning rate" in text
     assert "lr_sensitivity" not in text
@@ -334,14 +390,14 @@ def test_cli_unknown_sweep_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Cap
     write_run(tmp_path / "multirun" / "alpha", "relu", 0)
     write_run(tmp_path / "multirun" / "beta", "relu", 0)
     root = str(tmp_path / "multirun")
-    code = report.main(["nope", "--runs-root", root, "--no-wandb"])
+    code = cli.main(["nope", "--runs-root", root, "--no-wandb"])
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1
     assert err.startswith("actbench-report: error: sweep 'nope'") and "valid: alpha, beta" in err
     # a sweep file path resolves to its stem
     out = tmp_path / "reports"
-    code = report.main(["sweeps/alpha.yaml", "--runs-root", root, "--out", str(out), "--no-wandb"])
+    code = cli.main(["sweeps/alpha.yaml", "--runs-root", root, "--out", str(out), "--no-wandb"])
     assert code == 0 and (out / "alpha" / "README.md").is_file()
 
 
@@ -360,7 +416,7 @@ def test_wandb_report_run_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     sweep = tmp_path / "multirun" / "demo"
     write_run(sweep, "relu", 0)
     write_run(sweep, "gelu", 0)
-    report.build_report(sweep, tmp_path / "out", log_wandb=True)
+    cli.build_report(sweep, tmp_path / "out", log_wandb=True)
     (run_dir,) = list(tmp_path.rglob("offline-run-*"))
     # wandb.finish() returns before wandb-core has flushed the log to disk: wait for it.
     deadline = time.monotonic() + 60
@@ -389,6 +445,6 @@ def test_wandb_failure_only_warns(tmp_path: Path, monkeypatch, caplog):
     sweep = tmp_path / "s"
     write_run(sweep, "relu", 0)
     with caplog.at_level(logging.WARNING, logger="actbench.report"):
-        readme = report.build_report(sweep, tmp_path / "out", log_wandb=True)
+        readme = cli.build_report(sweep, tmp_path / "out", log_wandb=True)
     assert readme.is_file()
     assert "no W&B today" in caplog.text

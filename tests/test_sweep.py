@@ -130,10 +130,10 @@ def test_select_best_uses_the_mean_over_tuning_seeds_and_never_a_diverging_value
     ]  # fmt: skip
     chosen = sweep.select_best(jobs, records, PROTO)
     assert set(chosen) == {("activation=relu",), ("activation=gelu",)}
-    assert chosen[("activation=relu",)]["value"] == "0.01"
-    assert chosen[("activation=relu",)]["score"] == pytest.approx(0.855)
-    assert chosen[("activation=relu",)]["scores"]["0.1"] is None  # diverged: shown, never chosen
-    assert chosen[("activation=gelu",)]["value"] == "0.001"
+    assert chosen[("activation=relu",)].value == "0.01"
+    assert chosen[("activation=relu",)].score == pytest.approx(0.855)
+    assert chosen[("activation=relu",)].scores["0.1"] is None  # diverged: shown, never chosen
+    assert chosen[("activation=gelu",)].value == "0.001"
     confirm = sweep.confirm_jobs(chosen, PROTO)
     assert confirm == [
         ["activation=relu", "optimizer.lr=0.01", "seed=0"],
@@ -153,7 +153,7 @@ def test_select_best_minimize_and_groups_with_nothing_usable():
         _rec("failed"),
     ]
     chosen = sweep.select_best(jobs, records, proto)
-    assert chosen[("model=a",)]["value"] == "2" and ("model=b",) not in chosen
+    assert chosen[("model=a",)].value == "2" and ("model=b",) not in chosen
 
 
 def test_progress_line_counts_from_records_and_estimates_time_left(tmp_path: Path):

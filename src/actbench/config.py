@@ -4,6 +4,8 @@ Every config group is typed by a dataclass here: OmegaConf rejects unknown keys 
 while composing, and :func:`validate` checks ranges, choices and combinations afterwards. All
 errors become :class:`ConfigError`, whose message is one line naming the key, the value and what
 is allowed; :func:`one_line_error` turns Hydra's and OmegaConf's multi-line errors into the same.
+
+Over 500 lines because every schema sits beside the check and the error text for its keys.
 """
 
 from __future__ import annotations
@@ -519,3 +521,20 @@ def one_line_error(err: BaseException) -> str:
         return f"{key_path}=None is not allowed; expected {_accepted(key_path, schema)}"
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
     return first
+
+
+def is_user_error(err: BaseException) -> bool:
+    """Bad input (config, data files) rather than a bug: those get the one-line treatment."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from actbench.activations import ActivationError
+    from actbench.data import DataError
+
+    user = (ConfigError, ActivationError, DataError, HydraException, OmegaConfBaseException)
+    cur: BaseException | None = err
+    while cur is not None:
+        if isinstance(cur, user):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False

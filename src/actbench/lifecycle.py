@@ -1,108 +1,330 @@
-"""Run lifecycle: divergence as a result, checkpoints that resume a run exactly, and the ranks
-of a data-parallel run.
+"""A run's lifecycle: what an earlier record in its folder means (finished, resume, set aside),
+the record at each state (running, completed, diverged, failed), its W&B run, and checkpoints
+that resume it exactly.
 
-A run killed at any moment and started again with the same command resumes from ``last.ckpt``
-and ends with the same numbers as an uninterrupted run (CPU, fixed seed and thread count): the
-checkpoint carries the RNG states, how many ``metrics.csv`` rows existed when it was written and
-the metrics logged by then. A DDP run's extra ranks are started by rank 0 (:class:`RankProcesses`)
-as the same job in the same folder; rank 0 alone writes the record.
+:class:`RunLifecycle` is one run from opening its folder to closing its record and W&B run; the
+training entry point only builds and fits. It holds no Trainer of its own (it is handed the one
+that trains it), so one Trainer can later drive several of them. A run killed at any moment and
+started again with the same command resumes from ``last.ckpt`` and ends with the same numbers
+as an uninterrupted run (CPU, fixed seed and thread count): the checkpoint carries the RNG
+states, how many ``metrics.csv`` rows existed when it was written and the metrics logged by then.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import os
+import contextlib
+import logging
 import random
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
+import secrets
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers import CSVLogger, Logger
+
+from actbench import provenance, ranks, records, tracking
+from actbench.config import one_line_error, run_id
+from actbench.divergence import Diverged
+
+log = logging.getLogger("actbench.train")
+FINISHED = records.FINISHED
 
 
-class Diverged(RuntimeError):
-    """The training loss became NaN or infinite at ``step``."""
+class RunLifecycle:
+    """One run's record and W&B run, from opening its folder to closing both.
 
-    def __init__(self, step: int) -> None:
-        super().__init__(f"training loss became non-finite at step {step}")
-        self.step = step
-
-
-class DivergenceMonitor(pl.Callback):
-    """Stops the run at the first non-finite training loss, without a host sync every step.
-
-    Each step writes its finiteness into a small device buffer; the buffer is read every
-    ``check_every`` steps and at each epoch end — before the checkpoint callback runs, so
-    ``last.ckpt`` always holds the last good weights. Under data parallelism the first bad step
-    is agreed across ranks (one all-reduce per check): a rank whose own shard stayed finite must
-    stop with the others, or it would wait forever in the next gradient all-reduce.
+    Use: :meth:`open` the folder (``earlier_result`` is set when the run already finished);
+    build the model inside :meth:`setting_up` (a failure leaves a failed record); :meth:`begin`
+    writes the running record and config; :meth:`loggers` gives the CSV and W&B loggers; fit and
+    test inside :meth:`training`, calling :meth:`complete` with the final metrics. Divergence
+    ends the block as a result; any other error leaves a failed record and propagates.
     """
 
-    def __init__(self, check_every: int = 25) -> None:
-        self.check_every = check_every
-        self._bad: torch.Tensor | None = None
-        self._filled = 0  # entries of _bad written since the last check
-        self._start = 0  # the step of entry 0
-        self._distributed = False
+    def __init__(self, cfg: DictConfig, typed: Any, overrides: list[str]) -> None:
+        from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is None:
-            return
-        if self._bad is None or self._bad.device != loss.device:
-            self._bad = torch.zeros(self.check_every, dtype=torch.bool, device=loss.device)
-        if self._filled == 0:
-            self._start = trainer.global_step - 1  # the step whose loss this is
-            self._distributed = trainer.world_size > 1
-        self._bad[self._filled] = ~torch.isfinite(loss.detach())
-        self._filled += 1
-        if self._filled == self.check_every:
-            self.check()
+        self.cfg, self.typed, self.overrides = cfg, typed, list(overrides)
+        self.run_dir = Path(cfg.run_dir).resolve()
+        self.run_id = run_id(cfg)
+        # The other ranks of a data-parallel run train beside rank 0 and leave the run's folder,
+        # record, metrics.csv and W&B run to it; they resume from the checkpoint rank 0 chose.
+        self.from_rank_zero = ranks.launched_by_rank_zero()
+        self.rank_zero = self.from_rank_zero is None and rank_zero_only.rank == 0
+        self.previous: dict[str, Any] | None = None
+        self.earlier_result: dict[str, Any] | None = None
+        self.resume = False
+        self.started = time.time()
+        self.summary: dict[str, Any] = {}
+        self.wandb_logger: Logger | None = None
+        self.group: str | None = None
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.check()
+    # -- opening the folder ----------------------------------------------------------------
 
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.check()
+    @classmethod
+    def open(cls, cfg: DictConfig, typed: Any, overrides: list[str]) -> RunLifecycle:
+        """Read what an earlier attempt left; set ``earlier_result`` when it finished (and
+        ``rerun`` is false), set a finished attempt aside when ``rerun`` is true, and decide
+        whether to resume from ``last.ckpt``."""
+        run = cls(cfg, typed, overrides)
+        if run.rank_zero:
+            run.previous = records.read_summary(run.run_dir)
+            records.clear_partial_writes(run.run_dir)  # left by a run killed mid-write
+        finished = run.previous and run.previous.get("status") in FINISHED
+        if finished and not cfg.rerun:
+            run.earlier_result = run.previous
+            return run
+        if run.previous and cfg.rerun:
+            set_aside_previous(run.run_dir)
+            run.previous = None
+        if run.from_rank_zero is not None:
+            run.resume = run.from_rank_zero["ckpt_path"] is not None
+        else:
+            run.resume = run.last_ckpt.exists()  # an interrupted or failed attempt: carry on
+        run.started = time.time()
+        # What every record of this attempt says, whether set-up succeeds or not.
+        run.summary = {
+            "attempt": (run.previous or {}).get("attempt", 0) + 1,
+            "run_id": run.run_id,
+            "overrides": run.overrides,
+            "sweep": {"name": typed.sweep.name, "stage": typed.sweep.stage},
+            "metrics": {},
+            "seeds": {"seed": typed.seed, "data_split_seed": typed.data.split_seed},
+        }
+        return run
 
-    def check(self) -> None:
-        """Raise :class:`Diverged` if any loss since the last check was not finite."""
-        if self._bad is None or self._filled == 0:
-            return  # every rank has taken the same steps, so all return here together
-        seen = self._bad[: self._filled]
-        if self._distributed:
-            self._filled = 0
-            first = self._first_bad_across_ranks(seen)
-            if first is not None:
-                raise Diverged(self._start + first)
-            return
-        if bool(seen.any()):  # the one host sync, on the cadence
-            raise Diverged(self._start + int(seen.nonzero()[0, 0]))
-        self._filled = 0
+    @property
+    def last_ckpt(self) -> Path:
+        return self.run_dir / "last.ckpt"
 
-    @staticmethod
-    def _first_bad_across_ranks(seen: torch.Tensor) -> int | None:
-        """The earliest non-finite entry on any rank (None when all were finite)."""
-        import torch.distributed as dist
+    @property
+    def ckpt_path(self) -> str | None:
+        return str(self.last_ckpt) if self.resume else None
 
-        n = len(seen)
-        index = torch.arange(n, device=seen.device)
-        first = torch.where(seen, index, torch.full_like(index, n)).min().reshape(1)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(first, op=dist.ReduceOp.MIN)
-        value = int(first.item())
-        return value if value < n else None
+    def already_finished_line(self) -> str:
+        prev = self.earlier_result or {}
+        acc = prev.get("metrics", {}).get("test/acc")
+        return (
+            f"actbench: run {self.run_id} already {prev.get('status')} in {self.run_dir} "
+            f"(test/acc={acc}); pass rerun=true to train it again"
+        )
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def setting_up(self) -> Iterator[None]:
+        """Around data and model construction: a failure (missing data files, a model that
+        cannot be built) leaves a failed record naming the error, so sweeps and reports see it."""
+        try:
+            yield
+        except BaseException as err:
+            if self.rank_zero:
+                self._save_config()
+                self._write(
+                    {
+                        "status": "failed",
+                        **self.summary,
+                        "error": one_line_error(err)[:500],
+                        "activation": {"name": self.typed.activation.name},
+                        "wall_time_s": self._elapsed(),
+                    }
+                )
+            raise
+
+    def begin(self, init_gain: float, data_stats: dict[str, Any]) -> None:
+        """The running record and the resolved config, once the run is built."""
+        self.summary = {
+            "status": "running",
+            **self.summary,
+            "diverged_at_step": None,
+            "wall_time_s": None,
+            "activation": {"name": self.typed.activation.name, "init_gain": init_gain},
+            "data": data_stats,
+        }
+        # W&B ids are global to a project: the config hash plus a nonce kept in the record, so
+        # a resumed attempt reuses its id while other machines and reruns get their own.
+        wandb_id = (self.previous or {}).get("wandb_id") if not self.cfg.rerun else None
+        self.summary["wandb_id"] = wandb_id or f"{self.run_id}-{secrets.token_hex(3)}"
+        if self.rank_zero:
+            self._write(self.summary)
+            self._save_config()
+
+    def loggers(self, wandb_config: dict[str, Any]) -> list[Logger]:
+        """The CSV logger (with the rows up to the checkpoint kept when resuming) and, on rank
+        0 when enabled, the W&B logger."""
+        typed = self.typed
+        self.group = self.cfg.logger.group or default_group(self.cfg)
+        csv_logger = tracking.csv_logger(self.run_dir)
+        if self.resume and self.rank_zero:  # keep the rows logged up to the checkpoint
+            state = checkpoint_state(self.last_ckpt)
+            metrics_csv = self.run_dir / records.METRICS
+            header, rows = records.read_metrics_rows(metrics_csv, state.get("metrics_rows"))
+            writer = csv_logger.experiment  # Lightning's writer deletes an existing metrics.csv...
+            if header:
+                records.write_metrics_rows(metrics_csv, header, rows)  # ...so put the rows back
+                writer.metrics_keys = list(header)
+            log.info("resuming from %s (step %d)", self.last_ckpt, state["global_step"])
+        loggers: list[Logger] = [csv_logger]
+        if typed.logger.wandb and self.rank_zero:
+            self.wandb_logger = tracking.start_wandb(
+                self.run_dir,
+                self.summary["wandb_id"],
+                name=f"{typed.activation.name}-{typed.model.name}-{typed.data.name}-s{typed.seed}",
+                group=self.group,
+                config={**wandb_config, "cfg": OmegaConf.to_container(self.cfg, resolve=True)},
+                project=typed.logger.project,
+                entity=typed.logger.entity,
+                tags=list(typed.logger.tags),
+                mode=typed.logger.mode,
+                init_timeout_s=typed.logger.init_timeout_s,
+            )
+            if self.wandb_logger is not None:
+                loggers.append(self.wandb_logger)
+        return loggers
+
+    # -- training ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def training(self, trainer: pl.Trainer, callbacks: list[Any]) -> Iterator[None]:
+        """Around fit and test: starts the other ranks of a data-parallel run, records a
+        divergence as a result (the block ends, nothing propagates) and any other error as
+        failed (it propagates), and always writes the final record and closes W&B."""
+        rank_procs: Any = contextlib.nullcontext()
+        if self.rank_zero and (extra := ranks.extra_ranks(trainer)):
+            rank_procs = ranks.RankProcesses(
+                extra, self.overrides, self.run_dir, self.ckpt_path,
+                cwd=_original_cwd(), on_failure=self._rank_failed,
+            )  # fmt: skip
+        exit_code = 1
+        try:
+            with rank_procs:
+                yield
+            exit_code = 0
+        except Diverged as err:  # a result (too high a learning rate), not a crash
+            self.summary.update(
+                status="diverged",
+                diverged_at_step=err.step,
+                metrics=scalars(trainer.callback_metrics),
+            )
+            exit_code = 0
+        except BaseException as err:
+            error = one_line_error(err)
+            if isinstance(rank_procs, ranks.RankProcesses) and rank_procs.failure:
+                error = f"{rank_failure(self.run_dir, *rank_procs.failure)}; rank 0: {error}"
+            self.summary.update(status="failed", error=error[:500])
+            raise
+        finally:
+            self._close(trainer, callbacks, exit_code)
+
+    def complete(self, metrics: dict[str, float]) -> None:
+        self.summary.update(status="completed", metrics=dict(sorted(metrics.items())))
+
+    def _rank_failed(self, rank: int, code: int) -> None:
+        # Called just before every rank is killed: the record says why the run stopped.
+        self.summary.update(
+            status="failed",
+            error=rank_failure(self.run_dir, rank, code),
+            wall_time_s=self._elapsed(),
+        )
+        self._write(self.summary)
+
+    def _close(self, trainer: pl.Trainer, callbacks: list[Any], exit_code: int) -> None:
+        from actbench.diagnostics.base import Diagnostic
+
+        summary = self.summary
+        summary["wall_time_s"] = self._elapsed()
+        summary["steps"] = trainer.global_step
+        summary["peak_memory"] = provenance.peak_memory()
+        summary["diagnostics_s"] = {
+            type(c).__name__: round(c.seconds, 3) for c in callbacks if isinstance(c, Diagnostic)
+        }
+        summary["reproducibility"] = provenance.reproducibility(
+            trainer.strategy.root_device,
+            world_size=trainer.world_size,
+            backend=getattr(trainer.strategy, "process_group_backend", None),
+        )
+        summary["wandb"] = (
+            {"group": self.group, "dir": str(self.run_dir / "wandb")} if self.wandb_logger else None
+        )
+        if self.rank_zero:
+            self._write(summary)
+        tracking.finish_wandb(
+            self.wandb_logger,
+            exit_code,
+            {**summary["metrics"], "status": summary["status"],
+             "diverged_at_step": summary["diverged_at_step"]},
+        )  # fmt: skip
+
+    def outcome_line(self) -> str:
+        s, typed = self.summary, self.typed
+        acc = s["metrics"].get("test/acc", float("nan"))
+        outcome = (
+            f"loss non-finite at step {s['diverged_at_step']}"
+            if s["status"] == "diverged"
+            else f"test/acc={acc:.4f}"
+        )
+        return (
+            f"actbench: {s['status']} {typed.activation.name} {typed.model.name} on "
+            f"{typed.data.name}: {outcome} in {s['wall_time_s']:.1f} s -> {self.run_dir}"
+        )
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _write(self, summary: dict[str, Any]) -> None:
+        records.write_summary(self.run_dir, summary)
+
+    def _save_config(self) -> None:
+        OmegaConf.save(self.cfg, self.run_dir / records.CONFIG, resolve=True)
+
+    def _elapsed(self) -> float:
+        return round(time.time() - self.started, 3)
+
+
+def default_group(cfg: DictConfig) -> str:
+    """The W&B group of a run: the runs that differ only in seed."""
+    from actbench.config import group_id
+
+    return f"{cfg.model.name}-{cfg.activation.name}-{cfg.data.name}-{group_id(cfg)}"
+
+
+def scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    """The one-element entries of Lightning's ``callback_metrics`` as floats."""
+    return {k: float(v) for k, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+
+
+def set_aside_previous(run_dir: Path) -> None:
+    """Move a previous attempt's outputs into ``previous/<time>/`` so ``rerun`` loses nothing."""
+    keep = {".hydra", "previous", "train.log"}
+    old = [p for p in run_dir.iterdir() if p.name not in keep]
+    if not old:
+        return
+    dest = run_dir / "previous" / time.strftime("%Y%m%d-%H%M%S")
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in old:
+        shutil.move(str(p), dest / p.name)
+    log.info("previous outputs moved to %s", dest)
+
+
+def rank_failure(run_dir: Path, rank: int, code: int) -> str:
+    return f"rank {rank} exited with code {code} (its traceback: {run_dir}/train_rank{rank}.log)"
+
+
+def _original_cwd() -> str:
+    import os
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import get_original_cwd
+
+    return get_original_cwd() if HydraConfig.initialized() else os.getcwd()
+
+
+# --- checkpoints --------------------------------------------------------------------------------
 
 
 class Checkpoint(ModelCheckpoint):
@@ -171,15 +393,6 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def csv_rows(path: Path) -> int:
-    """Data rows in a CSV file (0 when it does not exist)."""
-    try:
-        with open(path, newline="") as f:
-            return max(0, sum(1 for _ in csv.reader(f)) - 1)
-    except FileNotFoundError:
-        return 0
-
-
 class ResumableState(pl.Callback):
     """Adds RNG states, the ``metrics.csv`` row count and the latest logged metrics to every
     checkpoint; restores the RNG, and keeps the metrics in ``restored_metrics``.
@@ -199,7 +412,7 @@ class ResumableState(pl.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, CSVLogger):
                 logger.save()  # flush, so the row count matches what the weights have seen
-                rows = csv_rows(Path(logger.log_dir) / "metrics.csv")
+                rows = records.metrics_row_count(Path(logger.log_dir) / records.METRICS)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         checkpoint["actbench"] = {
             "rng_states": rng_states(),
@@ -242,186 +455,3 @@ def checkpoint_state(path: Path) -> dict[str, Any]:
     """Step and actbench state of a checkpoint, without building any model."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     return {"global_step": ckpt.get("global_step", 0), **ckpt.get("actbench", {})}
-
-
-def read_metrics(path: Path, rows: int | None) -> tuple[list[str], list[list[str]]]:
-    """Header and the first ``rows`` data rows of ``metrics.csv`` (all rows when None)."""
-    if not path.exists():
-        return [], []
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, [])
-        kept = list(reader)
-    return header, kept if rows is None else kept[:rows]
-
-
-def write_metrics(path: Path, header: list[str], rows: list[list[str]]) -> None:
-    """Write ``metrics.csv`` atomically (temporary file and rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(tmp, path)
-
-
-# --- data-parallel ranks ------------------------------------------------------------------------
-
-# Set only in the environment of the processes a rank 0 starts; holds what they take from it.
-RANK_ENV = "ACTBENCH_DDP_RANK_OF"
-_DIST_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
-
-def launched_by_rank_zero() -> dict[str, Any] | None:
-    """In a rank > 0 started by :class:`RankProcesses`: rank 0's run folder and checkpoint."""
-    raw = os.environ.get(RANK_ENV)
-    if not raw or os.environ.get("LOCAL_RANK", "0") == "0":
-        return None
-    return json.loads(raw)
-
-
-def extra_ranks(trainer: pl.Trainer) -> int:
-    """How many processes Lightning would start by re-running the command (0: none)."""
-    # Lightning's subprocess launcher is the one that re-runs sys.argv; the class is private,
-    # but it is the only thing that says which kind of launch is coming.
-    from pytorch_lightning.strategies.launchers import _SubprocessScriptLauncher
-
-    strategy = trainer.strategy
-    if not isinstance(getattr(strategy, "launcher", None), _SubprocessScriptLauncher):
-        return 0
-    if strategy.cluster_environment.creates_processes_externally or trainer.num_nodes > 1:
-        return 0  # torchrun, SLURM tasks, or other nodes: their launcher starts the ranks
-    return max(0, strategy.num_processes - 1)
-
-
-def _hydra_quote(value: str) -> str:
-    """A Hydra override value that stays one string (run folders hold '=' and ',')."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-class RankProcesses:
-    """Ranks 1..n-1 of a one-node DDP run, started by rank 0 as fresh ``actbench.train`` runs.
-
-    Lightning's own launcher re-runs ``sys.argv``, which under Hydra goes wrong in the cases a
-    benchmark meets: in a multirun the command is the whole sweep, from a joblib or submitit
-    worker it is the worker's module, and the folder it passes is ``hydra.run.dir`` rather than
-    the job's. Here every rank gets the job's own overrides and rank 0's run folder and
-    checkpoint; ``LOCAL_RANK`` in rank 0's environment then tells Lightning the processes are
-    started externally (its documented torchrun-style mode), so it starts none itself. Each
-    rank's log and stderr (tracebacks included) go to ``<run_dir>/train_rank<r>.log``.
-
-    A rank that dies would leave the others blocked in a collective for the process group's
-    timeout (30 min); a watcher reports it through ``on_failure`` and kills every rank instead,
-    as Lightning's own launcher does. The processes are waited for (or killed) on exit, and
-    ``failure`` holds the first rank that failed and its exit code.
-    """
-
-    def __init__(
-        self,
-        count: int,
-        overrides: list[str],
-        run_dir: Path,
-        ckpt_path: str | None,
-        cwd: str | None = None,
-        on_failure: Callable[[int, int], None] | None = None,
-        wait_s: float = 120.0,
-    ) -> None:
-        self.count, self.overrides, self.run_dir = count, list(overrides), Path(run_dir)
-        self.ckpt_path, self.cwd, self.on_failure, self.wait_s = ckpt_path, cwd, on_failure, wait_s
-        self.procs: list[subprocess.Popen] = []
-        self.failure: tuple[int, int] | None = None
-        self._logs: list[Any] = []
-        self._saved: dict[str, str | None] = {}
-        self._watching = False
-
-    def log_path(self, rank: int) -> Path:
-        return self.run_dir / f"train_rank{rank}.log"
-
-    def command(self, rank: int) -> list[str]:
-        return [
-            sys.executable, "-m", "actbench.train", *self.overrides,
-            f"hydra.run.dir={_hydra_quote(str(self.run_dir))}",
-            "hydra.output_subdir=null",  # rank 0 alone writes .hydra/
-            f"hydra.job.name=train_rank{rank}",  # Hydra's log file: train_rank<r>.log
-        ]  # fmt: skip
-
-    def __enter__(self) -> RankProcesses:
-        from lightning_fabric.plugins.environments.lightning import find_free_network_port
-
-        self._saved = {k: os.environ.get(k) for k in _DIST_ENV}
-        os.environ.update(
-            LOCAL_RANK="0",
-            NODE_RANK="0",
-            WORLD_SIZE=str(self.count + 1),
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=str(find_free_network_port()),
-        )
-        info = json.dumps({"run_dir": str(self.run_dir), "ckpt_path": self.ckpt_path})
-        for rank in range(1, self.count + 1):
-            env = {**os.environ, "LOCAL_RANK": str(rank), RANK_ENV: info}
-            log = open(self.log_path(rank), "ab")
-            self._logs.append(log)
-            # stdout only repeats what Hydra's file handler writes to the same log.
-            self.procs.append(
-                subprocess.Popen(
-                    self.command(rank), env=env, cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=log
-                )
-            )
-        self._watching = True
-        threading.Thread(target=self._watch, name="actbench-rank-watcher", daemon=True).start()
-        return self
-
-    def _first_failure(self) -> tuple[int, int] | None:
-        for rank, proc in enumerate(self.procs, start=1):
-            code = proc.poll()
-            if code:
-                return rank, code
-        return None
-
-    def _watch(self) -> None:
-        while self._watching:
-            failure = self._first_failure()
-            if failure and self._watching:
-                self.failure = failure
-                if self.on_failure is not None:
-                    self.on_failure(*failure)
-                self._kill()
-                os.kill(os.getpid(), signal.SIGKILL)  # blocked in a collective: no way out
-            time.sleep(0.5)
-
-    def _kill(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()  # SIGTERM would wait for Python code that a collective never reaches
-        for proc in self.procs:
-            proc.wait()
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self._watching = False
-        try:
-            if exc_type is None or issubclass(exc_type, Diverged):
-                # Every rank finished (or stopped at the same agreed step): let them exit.
-                deadline = time.time() + self.wait_s
-            else:
-                # Rank 0 failed. When another rank died first (rank 0 then sees a closed
-                # connection), it has exited or is about to: wait briefly to name it.
-                deadline = time.time() + 2.0
-            while time.time() < deadline and any(p.poll() is None for p in self.procs):
-                if exc_type is not None and self._first_failure():
-                    break
-                time.sleep(0.05)
-            self.failure = self.failure or self._first_failure()
-            self._kill()
-        finally:
-            import torch.distributed as dist
-
-            for log in self._logs:
-                log.close()
-            # A joblib or submitit worker runs the next job in this process: no stale group.
-            if dist.is_available() and dist.is_initialized():
-                dist.destroy_process_group()
-            for key, value in self._saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value

@@ -37,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from actbench.records import FINISHED, GOALS, Choice, override_key, select_per_group, status
+
 try:  # the progress line is a Hydra callback; Hydra is always installed with actbench
     from hydra.experimental.callback import Callback
 except ImportError:  # pragma: no cover
@@ -44,11 +46,7 @@ except ImportError:  # pragma: no cover
 
 LOCAL_METHODS = ("grid",)
 BACKENDS = ("local", "slurm", "wandb")
-GOALS = ("maximize", "minimize")
-FINISHED = ("completed", "diverged")  # a rerun skips these: diverging is a result too
-SUMMARY = "summary.json"
 MANIFEST = "progress.json"
-SELECTION = "selection.json"
 
 
 class SweepError(ValueError):
@@ -177,54 +175,17 @@ def check_points(overrides: list[str]) -> None:
             validate(compose("config", overrides=["run_dir=.", *variant]))
 
 
-# --- records, selection, progress -----------------------------------------------------------
-
-
-def read_status(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((Path(run_dir) / SUMMARY).read_text())
-    except (OSError, ValueError):
-        return None  # never started, or killed before its first record
-
-
-def _key_of(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
+# --- selection, progress -----------------------------------------------------------
 
 
 def select_best(
-    jobs: list[list[str]], records: list[dict[str, Any] | None], proto: Protocol
-) -> dict[tuple[str, ...], dict[str, Any]]:
-    """Best value of ``proto.select`` per group (the job minus select and seed), by the mean of
-    ``proto.metric`` over tuning seeds. A value that diverged on any seed is never chosen (it is
-    unstable). A group with a failed or unfinished tuning run gets no choice yet: choosing
-    without it could pick another value once it finishes. Ties keep grid order."""
-    sign = 1.0 if proto.goal == "maximize" else -1.0
-    scores: dict[tuple[str, ...], dict[str, list[float]]] = {}
-    incomplete: set[tuple[str, ...]] = set()
-    for job, rec in zip(jobs, records, strict=True):
-        group = tuple(o for o in job if _key_of(o) not in (proto.select, "seed", "sweep.stage"))
-        value = next(o.split("=", 1)[1] for o in job if _key_of(o) == proto.select)
-        per_value = scores.setdefault(group, {}).setdefault(value, [])
-        if rec is None or rec.get("status") not in FINISHED:
-            incomplete.add(group)
-            continue
-        metric = rec.get("metrics", {}).get(proto.metric)
-        ok = rec["status"] == "completed" and metric is not None and math.isfinite(metric)
-        per_value.append(sign * metric if ok else -math.inf)
-    chosen = {}
-    for group, by_value in scores.items():
-        if group in incomplete:
-            continue  # its confirmation waits for the rerun that finishes its tuning
-        means = {v: sum(s) / len(s) for v, s in by_value.items() if s}
-        if not means or max(means.values()) == -math.inf:
-            continue  # nothing usable: the group is reported, not confirmed
-        best = max(means, key=lambda v: means[v])  # first maximum: grid order breaks ties
-        chosen[group] = {
-            "value": best,
-            "score": sign * means[best],
-            "scores": {v: (sign * m if math.isfinite(m) else None) for v, m in means.items()},
-        }
-    return chosen
+    jobs: list[list[str]], summaries: list[dict[str, Any] | None], proto: Protocol
+) -> dict[tuple[str, ...], Choice]:
+    """The tuning stage's choice per group, by the project's one rule
+    (:func:`actbench.records.select_per_group`)."""
+    return select_per_group(
+        zip(jobs, summaries, strict=True), proto.select, proto.metric, proto.goal
+    )
 
 
 def varying(groups: list[tuple[str, ...]]) -> set[str]:
@@ -232,13 +193,13 @@ def varying(groups: list[tuple[str, ...]]) -> set[str]:
     seen: dict[str, set[str]] = {}
     for group in groups:
         for o in group:
-            seen.setdefault(_key_of(o), set()).add(o)
+            seen.setdefault(override_key(o), set()).add(o)
     return {o for values in seen.values() if len(values) > 1 for o in values}
 
 
-def confirm_jobs(chosen: dict[tuple[str, ...], dict[str, Any]], proto: Protocol) -> list[list[str]]:
+def confirm_jobs(chosen: dict[tuple[str, ...], Choice], proto: Protocol) -> list[list[str]]:
     return [
-        [*group, f"{proto.select}={pick['value']}", f"seed={seed}"]
+        [*group, f"{proto.select}={pick.value}", f"seed={seed}"]
         for group, pick in chosen.items()
         for seed in proto.seeds
     ]
@@ -256,7 +217,7 @@ def progress_line(manifest: dict[str, Any], now: float | None = None) -> str:
     """``sweep default [tune]: 37/144 done (1 diverged, 0 failed) · 12m04s elapsed · ~20m left``"""
     now = time.time() if now is None else now
     root = Path(manifest["sweep_dir"])
-    statuses = [(read_status(root / d) or {}).get("status") for d in manifest["runs"]]
+    statuses = [status(root / d) for d in manifest["runs"]]
     done = sum(s in FINISHED for s in statuses)
     failed = statuses.count("failed")
     diverged = statuses.count("diverged")
@@ -394,10 +355,9 @@ def main(argv: list[str] | None = None) -> int:
         command = _hydra_command(args, spec, list(args.overrides))
         check_points(grid_overrides(spec) + list(args.overrides))
     except Exception as err:
-        from actbench.config import one_line_error
-        from actbench.train import _is_user_error
+        from actbench.config import is_user_error, one_line_error
 
-        if not isinstance(err, SweepError) and not _is_user_error(err):
+        if not isinstance(err, SweepError) and not is_user_error(err):
             raise  # a bug, not bad input: keep the traceback
         print(f"actbench-sweep: error: {one_line_error(err)}", file=sys.stderr)
         return 2

@@ -5,14 +5,10 @@ Seed, instantiate, fit, test, write the run record, and always close the W&B run
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
-import secrets
-import shutil
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,7 +16,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from actbench.config import ConfigError, group_id, one_line_error, register_configs, run_id
+from actbench.config import is_user_error, one_line_error, register_configs
 
 log = logging.getLogger("actbench.train")
 register_configs()
@@ -68,23 +64,6 @@ def _flat_config(cfg: Any, gain: float) -> dict[str, Any]:
     }
 
 
-def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
-
-
-def _set_aside_previous(run_dir: Path) -> None:
-    """Move a previous attempt's outputs into ``previous/<time>/`` so ``rerun`` loses nothing."""
-    keep = {".hydra", "previous", "train.log"}
-    old = [p for p in run_dir.iterdir() if p.name not in keep]
-    if not old:
-        return
-    dest = run_dir / "previous" / time.strftime("%Y%m%d-%H%M%S")
-    dest.mkdir(parents=True, exist_ok=True)
-    for p in old:
-        shutil.move(str(p), dest / p.name)
-    log.info("previous outputs moved to %s", dest)
-
-
 # The split each diagnostic takes its probe from (its first probe_size examples).
 PROBE_SPLITS = {"CurvatureMonitor": "train", "DeadNeuronMonitor": "val"}
 
@@ -111,28 +90,20 @@ def _probe_sizes(cfg: DictConfig, sizes: dict[str, int], warn: bool) -> dict[str
     return clamped
 
 
-def _rank_failure(run_dir: Path, rank: int, code: int) -> str:
-    return f"rank {rank} exited with code {code} (its traceback: {run_dir}/train_rank{rank}.log)"
-
-
-def _original_cwd() -> str:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.utils import get_original_cwd
-
-    return get_original_cwd() if HydraConfig.initialized() else os.getcwd()
-
-
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one configuration end to end; return its summary record."""
+    """Run one configuration end to end; return its summary record.
+
+    Seed, instantiate, fit, test; what an earlier record means, the record at each state and
+    the W&B run belong to :class:`actbench.lifecycle.RunLifecycle`.
+    """
     import pytorch_lightning as pl
     import torch
     from hydra.utils import instantiate
     from pytorch_lightning.callbacks import TQDMProgressBar
-    from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-    from actbench import lifecycle, record, tracking
     from actbench.config import validate
-    from actbench.diagnostics.base import Diagnostic
+    from actbench.divergence import DivergenceMonitor
+    from actbench.lifecycle import ResumableState, RunLifecycle, scalars
     from actbench.module import Classifier
 
     # Lightning's import sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (so a parent process can fork
@@ -143,49 +114,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # After the imports: Lightning sets its logger's level when imported.
     _quiet_library_chatter(in_sweep=OmegaConf.select(cfg, "sweep.name") is not None)
     typed = validate(cfg)
-    run_dir = Path(cfg.run_dir).resolve()
-    overrides = _task_overrides()
-    rid = run_id(cfg)
-    # The other ranks of a data-parallel run train beside rank 0 and leave the run's folder,
-    # record, metrics.csv and W&B run to it; they resume from the checkpoint rank 0 chose.
-    from_rank_zero = lifecycle.launched_by_rank_zero()
-    rank_zero = from_rank_zero is None and rank_zero_only.rank == 0
-    previous = record.read_summary(run_dir) if rank_zero else None
-    if rank_zero:
-        record.clear_partial_writes(run_dir)  # left by a run killed mid-write
-    finished = previous and previous.get("status") in ("completed", "diverged")
-    if finished and not cfg.rerun:
-        acc = previous.get("metrics", {}).get("test/acc")
-        print(
-            f"actbench: run {rid} already {previous['status']} in {run_dir} (test/acc={acc}); "
-            "pass rerun=true to train it again"
-        )
-        return previous
-    if previous and cfg.rerun:
-        _set_aside_previous(run_dir)
-        previous = None
-    last_ckpt = run_dir / "last.ckpt"
-    if from_rank_zero is not None:
-        resume = from_rank_zero["ckpt_path"] is not None
-    else:
-        resume = last_ckpt.exists()  # an interrupted or failed attempt: carry on from it
+    run = RunLifecycle.open(cfg, typed, _task_overrides())
+    if run.earlier_result is not None:
+        print(run.already_finished_line())
+        return run.earlier_result
 
-    started = time.time()
     if typed.torch_threads:
         torch.set_num_threads(typed.torch_threads)
     torch.set_float32_matmul_precision(typed.matmul_precision)
     pl.seed_everything(typed.seed, workers=True, verbose=False)
-
-    # What every record of this attempt says, whether set-up succeeds or not.
-    identity: dict[str, Any] = {
-        "attempt": (previous or {}).get("attempt", 0) + 1,
-        "run_id": rid,
-        "overrides": overrides,
-        "sweep": {"name": typed.sweep.name, "stage": typed.sweep.stage},
-        "metrics": {},
-        "seeds": {"seed": typed.seed, "data_split_seed": typed.data.split_seed},
-    }
-    try:
+    with run.setting_up():
         datamodule = instantiate(cfg.data, seed=typed.seed)
         datamodule.prepare_data()
         datamodule.setup("fit")
@@ -206,152 +144,31 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             log_every_n_steps=typed.trainer.log_every_n_steps,
             compile_model=typed.compile,
         )
-    except BaseException as err:  # set-up failed (data files, a model that cannot be built)
-        if rank_zero:  # a record all the same, so sweeps and reports see the failure
-            OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-            record.atomic_write_json(
-                run_dir / record.SUMMARY,
-                {
-                    "status": "failed",
-                    **identity,
-                    "error": one_line_error(err)[:500],
-                    "activation": {"name": typed.activation.name},
-                    "wall_time_s": round(time.time() - started, 3),
-                },
-            )
-        raise
+    run.begin(model.init_gain, datamodule.stats)
+    loggers = run.loggers(_flat_config(typed, model.init_gain))
 
-    summary: dict[str, Any] = {
-        "status": "running",
-        **identity,
-        "diverged_at_step": None,
-        "wall_time_s": None,
-        "activation": {"name": typed.activation.name, "init_gain": model.init_gain},
-        "data": datamodule.stats,
-    }
-    # W&B ids are global to a project: the config hash plus a nonce kept in the record, so
-    # a resumed attempt reuses its id while other machines and reruns get their own.
-    wandb_id = (previous or {}).get("wandb_id") if not cfg.rerun else None
-    summary["wandb_id"] = wandb_id or f"{rid}-{secrets.token_hex(3)}"
-    summary_path = run_dir / record.SUMMARY
-    if rank_zero:
-        record.atomic_write_json(summary_path, summary)
-        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-
-    gid = cfg.logger.group or (
-        f"{typed.model.name}-{typed.activation.name}-{typed.data.name}-{group_id(cfg)}"
-    )
-    flat = _flat_config(typed, model.init_gain)
-    csv_logger = tracking.csv_logger(run_dir)
-    if resume and rank_zero:  # keep the rows logged up to the checkpoint: none counted twice
-        state = lifecycle.checkpoint_state(last_ckpt)
-        metrics_csv = run_dir / "metrics.csv"
-        header, rows = lifecycle.read_metrics(metrics_csv, state.get("metrics_rows"))
-        writer = csv_logger.experiment  # Lightning's writer deletes an existing metrics.csv...
-        if header:
-            lifecycle.write_metrics(metrics_csv, header, rows)  # ...so put the kept rows back
-            writer.metrics_keys = list(header)
-        log.info("resuming from %s (step %d)", last_ckpt, state["global_step"])
-    loggers: list[Any] = [csv_logger]
-    wandb_logger = None
-    if typed.logger.wandb and rank_zero:
-        wandb_logger = tracking.start_wandb(
-            run_dir,
-            summary["wandb_id"],
-            name=f"{typed.activation.name}-{typed.model.name}-{typed.data.name}-s{typed.seed}",
-            group=gid,
-            config={**flat, "cfg": OmegaConf.to_container(cfg, resolve=True)},
-            project=typed.logger.project,
-            entity=typed.logger.entity,
-            tags=list(typed.logger.tags),
-            mode=typed.logger.mode,
-            init_timeout_s=typed.logger.init_timeout_s,
-        )
-        if wandb_logger is not None:
-            loggers.append(wandb_logger)
-
-    probes = _probe_sizes(cfg, datamodule.stats["sizes"], warn=rank_zero)
+    probes = _probe_sizes(cfg, datamodule.stats["sizes"], warn=run.rank_zero)
     callbacks = [instantiate(node, **probes.get(name, {})) for name, node in cfg.callbacks.items()]
-    resumable = lifecycle.ResumableState()
-    callbacks += [lifecycle.DivergenceMonitor(), resumable]
+    resumable = ResumableState()
+    callbacks += [DivergenceMonitor(), resumable]
     if typed.trainer.enable_progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     trainer = instantiate(
-        cfg.trainer, logger=loggers, callbacks=callbacks, default_root_dir=str(run_dir)
+        cfg.trainer, logger=loggers, callbacks=callbacks, default_root_dir=str(run.run_dir)
     )
-    ckpt_path = str(last_ckpt) if resume else None
-    ranks: Any = contextlib.nullcontext()
-    if rank_zero and (extra := lifecycle.extra_ranks(trainer)):
-
-        def rank_failed(rank: int, code: int) -> None:
-            # Called just before every rank is killed: the record says why the run stopped.
-            summary.update(
-                status="failed",
-                error=_rank_failure(run_dir, rank, code),
-                wall_time_s=round(time.time() - started, 3),
-            )
-            record.atomic_write_json(summary_path, summary)
-
-        ranks = lifecycle.RankProcesses(
-            extra, overrides, run_dir, ckpt_path, cwd=_original_cwd(), on_failure=rank_failed
-        )
-    exit_code = 1
-    try:
-        with ranks:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-            # test() replaces the fit-time metrics; a resumed run with no steps left logged
-            # none, and takes them from the checkpoint.
-            metrics = {**resumable.restored_metrics, **_scalars(trainer.callback_metrics)}
-            trainer.test(module, datamodule=datamodule, verbose=False)
-        metrics.update(_scalars(trainer.callback_metrics))
+    with run.training(trainer, callbacks):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=run.ckpt_path)
+        # test() replaces the fit-time metrics; a resumed run with no steps left logged none,
+        # and takes them from the checkpoint.
+        metrics = {**resumable.restored_metrics, **scalars(trainer.callback_metrics)}
+        trainer.test(module, datamodule=datamodule, verbose=False)
+        metrics.update(scalars(trainer.callback_metrics))
         for callback in trainer.callbacks:  # final values of the diagnostics
             metrics.update(getattr(callback, "last", {}))
-        summary.update(status="completed", metrics=dict(sorted(metrics.items())))
-        exit_code = 0
-    except lifecycle.Diverged as err:  # a result (too high a learning rate), not a crash
-        metrics = _scalars(trainer.callback_metrics)
-        summary.update(status="diverged", diverged_at_step=err.step, metrics=metrics)
-        exit_code = 0
-    except BaseException as err:
-        error = one_line_error(err)
-        if isinstance(ranks, lifecycle.RankProcesses) and ranks.failure:
-            error = f"{_rank_failure(run_dir, *ranks.failure)}; rank 0: {error}"
-        summary.update(status="failed", error=error[:500])
-        raise
-    finally:
-        summary["wall_time_s"] = round(time.time() - started, 3)
-        summary["steps"] = trainer.global_step
-        summary["peak_memory"] = record.peak_memory()
-        summary["diagnostics_s"] = {
-            type(c).__name__: round(c.seconds, 3) for c in callbacks if isinstance(c, Diagnostic)
-        }
-        summary["reproducibility"] = record.reproducibility(
-            trainer.strategy.root_device,
-            world_size=trainer.world_size,
-            backend=getattr(trainer.strategy, "process_group_backend", None),
-        )
-        summary["wandb"] = {"group": gid, "dir": str(run_dir / "wandb")} if wandb_logger else None
-        if rank_zero:
-            record.atomic_write_json(summary_path, summary)
-        tracking.finish_wandb(
-            wandb_logger,
-            exit_code,
-            {**summary["metrics"], "status": summary["status"],
-             "diverged_at_step": summary["diverged_at_step"]},
-        )  # fmt: skip
-    if not rank_zero:
-        return summary
-    acc = summary["metrics"].get("test/acc", float("nan"))
-    outcome = (
-        f"loss non-finite at step {summary['diverged_at_step']}"
-        if summary["status"] == "diverged"
-        else f"test/acc={acc:.4f}"
-    )
-    print(
-        f"actbench: {summary['status']} {typed.activation.name} {typed.model.name} on "
-        f"{typed.data.name}: {outcome} in {summary['wall_time_s']:.1f} s -> {run_dir}"
-    )
-    return summary
+        run.complete(metrics)
+    if run.rank_zero:
+        print(run.outcome_line())
+    return run.summary
 
 
 # Absolute: a relative config_path is resolved against the *package* when this module is
@@ -369,7 +186,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     except Exception as err:
         # A single run stops here with one line; in a multirun the launcher records the failure.
         single = HydraConfig.get().mode == RunMode.RUN
-        if single and _is_user_error(err) and os.environ.get("ACTBENCH_TRACEBACK") != "1":
+        if single and is_user_error(err) and os.environ.get("ACTBENCH_TRACEBACK") != "1":
             print(f"actbench: error: {one_line_error(err)}", file=sys.stderr)
             sys.exit(2)
         raise
@@ -392,27 +209,10 @@ def main() -> None:
         if isinstance(err, SweepFailed) and not user_wants_traceback:
             print(f"actbench-sweep: error: {err}", file=sys.stderr)
             sys.exit(1)
-        if user_wants_traceback or not _is_user_error(err):
+        if user_wants_traceback or not is_user_error(err):
             raise
         print(f"actbench: error: {one_line_error(err)}", file=sys.stderr)
         sys.exit(2)
-
-
-def _is_user_error(err: BaseException) -> bool:
-    """Bad input (config, data files) rather than a bug: those get the one-line treatment."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from actbench.activations import ActivationError
-    from actbench.data import DataError
-
-    user = (ConfigError, ActivationError, DataError, HydraException, OmegaConfBaseException)
-    cur: BaseException | None = err
-    while cur is not None:
-        if isinstance(cur, user):
-            return True
-        cur = cur.__cause__ or cur.__context__
-    return False
 
 
 if __name__ == "__main__":

@@ -157,3 +157,41 @@ class Diagnostic(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.last = dict(state_dict.get("last", {}))
+
+
+class MeasuringDiagnostic(Diagnostic):
+    """A diagnostic that measures the model between steps: at step 0, at every step of the
+    cadence, and (``measure_at_end``) once more when training ends off the cadence, so a run
+    stopped early or resumed past its last point still ends measured.
+
+    Subclasses implement :meth:`measure` (which records its step in ``_measured``) and may draw
+    their probe in :meth:`prepare`, called before the first measurement.
+    """
+
+    measure_at_end = False
+
+    def __init__(
+        self, points: int = 12, wandb_all_layers: bool = False, every_n_steps: int | None = None
+    ) -> None:
+        super().__init__(points, wandb_all_layers, every_n_steps)
+        self._measured: set[int] = set()
+
+    def prepare(self, trainer: pl.Trainer) -> None:
+        """Draw what the measurements read (a probe from a split); nothing by default."""
+
+    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
+        raise NotImplementedError
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self.prepare(trainer)
+        if trainer.global_step == 0:
+            self.measure(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.due(trainer.global_step):
+            self.measure(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.measure_at_end and trainer.global_step not in self._measured:
+            self.measure(trainer, pl_module)

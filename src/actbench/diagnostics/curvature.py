@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from actbench import hessian
-from actbench.diagnostics.base import Diagnostic, activation_layers, probe_data, probing
+from actbench.diagnostics.base import MeasuringDiagnostic, activation_layers, probe_data, probing
 from actbench.diagnostics.dead_neurons import unit_view
 from actbench.module import classification_loss
 
@@ -29,9 +29,9 @@ from actbench.module import classification_loss
 @functools.cache
 def convex_intervals(activation: str) -> tuple[tuple[float, float], ...] | None:
     """Intervals where the activation is convex, from the atlas; None where undefined."""
-    from actbench import atlas
+    from actbench.activation_shape import profile as measured_profile
 
-    profile = atlas.profile(activation)
+    profile = measured_profile(activation)
     intervals = profile.get("convex_region")
     if not intervals or profile["kinks_f_prime"] or profile["kinks_f_second"]:
         return None  # f is not twice differentiable: the atlas calls its inflections undefined
@@ -89,7 +89,7 @@ def adam_inv_sqrt_preconditioner(
     return torch.cat(pieces)
 
 
-class CurvatureMonitor(Diagnostic):
+class CurvatureMonitor(MeasuringDiagnostic):
     """``curv/top_eig``, ``curv/min_eig``, ``curv/trace`` (± SE), ``curv/stability_ratio``.
 
     The probe is the first ``probe_size`` training examples (the whole training split when it
@@ -98,6 +98,8 @@ class CurvatureMonitor(Diagnostic):
     ``every_n_steps`` replaces the log-spaced cadence with a fixed one (0, k, 2k, ..., end);
     ``trace_samples=0`` skips the Hutchinson trace (sharpness alone costs fewer HVPs).
     """
+
+    measure_at_end = True
 
     def __init__(
         self,
@@ -123,22 +125,10 @@ class CurvatureMonitor(Diagnostic):
         self.chunks: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._v0: torch.Tensor | None = None  # warm starts: the previous top eigenvectors
         self._v0_pre: torch.Tensor | None = None
-        self._measured: set[int] = set()
 
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_train_start(trainer, pl_module)
+    def prepare(self, trainer: pl.Trainer) -> None:
         x, y = probe_data(trainer, "train", self.probe_size)
         self.chunks = list(zip(x.split(self.chunk_size), y.split(self.chunk_size), strict=True))
-        if trainer.global_step == 0:
-            self.measure(trainer, pl_module)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.due(trainer.global_step):
-            self.measure(trainer, pl_module)
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.global_step not in self._measured:
-            self.measure(trainer, pl_module)
 
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         self._measured.add(trainer.global_step)

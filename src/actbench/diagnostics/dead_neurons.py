@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
-from actbench.diagnostics.base import Diagnostic, activation_layers, probe_data, probing
+from actbench.diagnostics.base import MeasuringDiagnostic, activation_layers, probe_data, probing
 
 
 def unit_view(t: torch.Tensor) -> torch.Tensor:
@@ -42,7 +42,7 @@ def layer_stats(
     return out
 
 
-class DeadNeuronMonitor(Diagnostic):
+class DeadNeuronMonitor(MeasuringDiagnostic):
     """``dead/hard``, ``dead/dormant_τ``, ``dead/frozen`` and pre-activation statistics.
 
     Probe: the first ``probe_size`` validation examples. Totals are shares of all hidden units.
@@ -65,17 +65,11 @@ class DeadNeuronMonitor(Diagnostic):
         self.frozen_tau = frozen_tau
         self.probe: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_train_start(trainer, pl_module)
+    def prepare(self, trainer: pl.Trainer) -> None:
         self.probe = probe_data(trainer, "val", self.probe_size)
-        if trainer.global_step == 0:
-            self.measure(trainer, pl_module)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.due(trainer.global_step):
-            self.measure(trainer, pl_module)
 
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
+        self._measured.add(trainer.global_step)
         with self.timed():
             totals, per_layer = self.compute(pl_module, self.probe[0])
             self.publish(trainer, totals, per_layer)

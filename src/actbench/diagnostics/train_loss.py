@@ -11,15 +11,17 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
-from actbench.diagnostics.base import Diagnostic, probing
+from actbench.diagnostics.base import MeasuringDiagnostic, probing
 from actbench.module import classification_loss
 
 
-class TrainSetLoss(Diagnostic):
+class TrainSetLoss(MeasuringDiagnostic):
     """``train_eval/loss`` and ``train_eval/acc`` over the whole training split, dropout off.
 
     ``every_n_steps`` replaces the log-spaced cadence with a fixed one (0, k, 2k, ..., end).
     """
+
+    measure_at_end = True
 
     def __init__(
         self,
@@ -32,21 +34,6 @@ class TrainSetLoss(Diagnostic):
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} is out of range; must be >= 1")
         self.batch_size = batch_size
-        self._measured: set[int] = set()
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_train_start(trainer, pl_module)
-        if trainer.global_step == 0:
-            self.measure(trainer, pl_module)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.due(trainer.global_step):
-            self.measure(trainer, pl_module)
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # A run stopped early (max_epochs, or a resumed run past its cadence) still ends measured.
-        if trainer.global_step not in self._measured:
-            self.measure(trainer, pl_module)
 
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         self._measured.add(trainer.global_step)

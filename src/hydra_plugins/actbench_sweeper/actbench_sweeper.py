@@ -9,7 +9,6 @@ The pure logic lives in :mod:`actbench.sweep`; this file is the Hydra glue.
 """
 
 import copy
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from actbench import records
 from actbench import sweep as sweeps
 
 log = logging.getLogger(__name__)
@@ -119,11 +119,11 @@ class ActbenchSweeper(Sweeper):
             jobs = [[*job, f"sweep.stage={stage}"] for job in jobs]
         dirs = self._run_dirs(jobs)
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        statuses = [(sweeps.read_status(d) or {}).get("status") for d in dirs]
+        statuses = [records.status(d) for d in dirs]
         todo = [
             job
             for job, s in zip(jobs, statuses, strict=True)
-            if s not in sweeps.FINISHED or "rerun=true" in job  # rerun=true: train them again
+            if s not in records.FINISHED or "rerun=true" in job  # rerun=true: train them again
         ]
         manifest = {
             "name": self.name,
@@ -134,7 +134,7 @@ class ActbenchSweeper(Sweeper):
             # Runs not handed to the launcher: the time-left estimate counts the others only.
             "finished_before": len(jobs) - len(todo),
         }
-        _atomic_json(sweep_dir / sweeps.MANIFEST, manifest)
+        records.atomic_write_json(sweep_dir / sweeps.MANIFEST, manifest, indent=1)
         label = f"{self.name} [{stage}]" if stage else self.name
         print(
             f"sweep {label}: {len(jobs)} runs, {len(jobs) - len(todo)} already finished, "
@@ -175,22 +175,15 @@ class ActbenchSweeper(Sweeper):
             self._run_stage(None, jobs)
         else:
             tune_dirs = self._run_stage("tune", jobs)
-            records = [sweeps.read_status(d) for d in tune_dirs]
-            chosen = sweeps.select_best(jobs, records, self.protocol)
-            _atomic_json(
-                sweep_dir / sweeps.SELECTION,
-                {
-                    "select": self.protocol.select,
-                    "metric": self.protocol.metric,
-                    "goal": self.protocol.goal,
-                    "groups": [{"group": list(g), **pick} for g, pick in chosen.items()],
-                },
-            )
+            summaries = [records.read_summary(d) for d in tune_dirs]
+            chosen = sweeps.select_best(jobs, summaries, self.protocol)
+            proto = self.protocol
+            records.write_selection(sweep_dir, proto.select, proto.metric, proto.goal, chosen)
             varying = sweeps.varying(list(chosen))
             for group, pick in chosen.items():
                 shown = " ".join(o for o in group if o in varying) or "all runs"
-                print(f"sweep {self.name}: {shown} -> {self.protocol.select}={pick['value']} "
-                      f"(mean {self.protocol.metric} {pick['score']:.4f})")  # fmt: skip
+                print(f"sweep {self.name}: {shown} -> {self.protocol.select}={pick.value} "
+                      f"(mean {self.protocol.metric} {pick.score:.4f})")  # fmt: skip
             self._write_report(final=False)  # partial: the tuning stage alone
             self._run_stage("confirm", sweeps.confirm_jobs(chosen, self.protocol))
         self._write_report(final=True)
@@ -220,9 +213,3 @@ class ActbenchSweeper(Sweeper):
             print(f"sweep {self.name}: report -> {out}", flush=True)
         except Exception as err:  # the runs are the product; a report problem must not hide them
             log.warning("sweep %s: report not written: %s", self.name, err)
-
-
-def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    tmp.replace(path)

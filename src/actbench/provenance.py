@@ -1,26 +1,20 @@
-"""The run record: ``summary.json`` beside Lightning's ``metrics.csv``, always written atomically.
-
-A record is what a report, a test and a human read back; a half-written file must never be
-mistaken for a finished one, so every write goes to a temporary file and is renamed into place.
+"""Provenance: what besides the config decided a run's numbers (code, packages, machine,
+threads, precision) and what it cost (peak memory). The run record (:mod:`actbench.records`)
+stores these; this module only measures them.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import resource
 import subprocess
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 
-SUMMARY = "summary.json"
-STATUSES = ("running", "completed", "diverged", "failed")
 PACKAGES = (
     "actbench",
     "torch",
@@ -34,41 +28,6 @@ PACKAGES = (
     "scikit-learn",
     "mnist1d",
 )
-
-
-def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to ``path`` via a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False, default=str)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def clear_partial_writes(run_dir: Path, names: tuple[str, ...] = (SUMMARY, "metrics.csv")) -> None:
-    """Remove the temporary files of atomic writes that a killed process left half-written.
-
-    They never replace the real file, so they are harmless, but they would pile up in the run
-    folder with every kill. Only call this while no other process writes into ``run_dir``.
-    """
-    for name in names:
-        for tmp in Path(run_dir).glob(f".{name}.*"):
-            tmp.unlink(missing_ok=True)
-
-
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    """The run's summary, or None when there is none (or it is unreadable)."""
-    try:
-        return json.loads((Path(run_dir) / SUMMARY).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def package_versions() -> dict[str, str]:

@@ -1,0 +1,7 @@
+"""``python -m actbench.experiments``: the ``actbench-experiments`` command."""
+
+import sys
+
+from actbench.experiments.cli import main
+
+sys.exit(main())
