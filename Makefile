@@ -8,7 +8,7 @@ SWEEP ?= sweeps/default.yaml
 BACKEND ?= local
 
 .DEFAULT_GOAL := help
-.PHONY: help install train sweep report experiments test test-slow lint format atlas bench clean
+.PHONY: help install train sweep report dashboard experiments test test-slow lint format atlas bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ sweep: $(STAMP)  ## run a sweep file (SWEEP=sweeps/default.yaml, BACKEND=local|s
 
 report: $(STAMP)  ## statistics and figures from a sweep's records -> reports/<sweep>/ (SWEEP=...)
 	$(BIN)/actbench-report $(SWEEP) $(ARGS)
+
+dashboard: $(STAMP)  ## offline HTML dashboard + W&B workspace spec -> reports/<sweep>/ (SWEEP=..., WANDB=1 saves it)
+	$(BIN)/actbench-dashboard $(SWEEP) $(if $(filter 1,$(WANDB)),--wandb) $(ARGS)
 
 experiments: $(STAMP)  ## regenerate docs/experiments/*.md from committed records (ARGS=--check to verify)
 	$(BIN)/actbench-experiments $(ARGS)

@@ -190,7 +190,37 @@ CLI_CASES = {
     # A W&B agent writes Python's None; it is read as null, then rejected like null.
     "agent None": (["model.dropout=None"], "model.dropout=None is not allowed; expected Float"),
     "missing files": (["data=mnist", "data.root={empty}"], "files not found in {empty}/MNIST/raw"),
+    "unknown accelerator": (
+        ["trainer.accelerator=quantum"],
+        "trainer.accelerator='quantum' is not an accelerator; valid: auto, gpu, cpu, cuda, mps",
+    ),
 }
+
+
+@pytest.mark.parametrize(
+    ("override", "fragments"),
+    [
+        ("trainer.accelerator=quantum", ["'quantum'", "valid: auto, gpu, cpu, cuda, mps, tpu"]),
+        ("trainer.strategy=ddp_magic", ["'ddp_magic'", "valid: auto, ddp,", "fsdp"]),
+        ("trainer.devices=0", ["trainer.devices=0", "valid: auto, an integer >= 1"]),
+        ("trainer.devices=two", ["trainer.devices='two'", "a list of device indices"]),
+        ("trainer.precision=8-true", ["trainer.precision='8-true'", "valid:", "64-true"]),
+    ],
+)
+def test_lightning_keys_name_the_value_and_lightnings_own_choices(override, fragments):
+    from actbench.config import validate_trainer
+
+    with pytest.raises(ConfigError) as info:
+        validate_trainer(validate(_compose(override)).trainer)
+    message = one_line_error(info.value)
+    assert "\n" not in message and all(f in message for f in fragments), message
+
+
+@pytest.mark.parametrize("devices", ["auto", "1", "-1", "[0,1]", "'0,1'", "2"])
+def test_lightning_keys_accept_lightnings_spellings(devices):
+    from actbench.config import validate_trainer
+
+    validate_trainer(validate(_compose(f"trainer.devices={devices}")).trainer)
 
 
 @pytest.mark.parametrize("case", list(CLI_CASES))

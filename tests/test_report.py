@@ -35,12 +35,14 @@ def write_run(
     status: str = "completed",
     test_acc: float | None = 0.8,
     val_best: float | None = 0.8,
+    val_acc: float | None = None,
     model: str = "mlp",
     data: str = "mnist1d",
     steps: int = 200,
     with_sweep_key: bool = True,
 ) -> Path:
-    """A run folder as the training entry point writes it (tiny but complete)."""
+    """A run folder as the training entry point writes it (tiny but complete); ``val_acc`` (the
+    final validation accuracy, what the LR is chosen on) defaults to ``val_best``."""
     folder = sweep_dir / f"activation={activation},model={model},lr={lr},seed={seed},{stage}__x"
     folder.mkdir(parents=True)
     overrides = [f"activation={activation}", f"model={model}", f"data={data}", f"seed={seed}"]
@@ -48,6 +50,7 @@ def write_run(
     metrics = {}
     if status in ("completed", "diverged") and val_best is not None:
         metrics["val/acc_best"] = val_best
+        metrics["val/acc"] = val_best if val_acc is None else val_acc
     if status == "completed":
         metrics.update(
             {
@@ -70,7 +73,11 @@ def write_run(
         "wall_time_s": None if status == "running" else 12.5,
         "activation": {"name": activation, "init_gain": 1.0},
         "seeds": {"seed": seed, "data_split_seed": 0},
-        "data": {"dataset": data, "sizes": {"train": 3600, "val": 400, "test": 1000}},
+        "data": {
+            "dataset": data,
+            "sizes": {"train": 3600, "val": 400, "test": 1000},
+            "num_classes": 10,
+        },
         "peak_memory": {"rss_mib": 900.0},
     }
     if status != "running":
@@ -156,25 +163,6 @@ def test_holm_known_vectors():
     assert math.isnan(adjusted[1])
 
 
-def test_ties_within_noise_and_separation_when_large():
-    base = np.array([0.60, 0.65, 0.62, 0.70, 0.58])
-    scores = {
-        "a": dict(enumerate(base + np.array([0.01, -0.01, 0.005, -0.005, 0.0]))),
-        "b": dict(enumerate(base + np.array([-0.005, 0.01, -0.01, 0.0, 0.005]))),
-        "c": dict(enumerate(base - 0.2 + np.array([0.001, -0.001, 0.002, 0.0, -0.002]))),
-    }
-    rows = {r.activation: r for r in stats.rank_activations(scores)}
-    assert rows["a"].rank == rows["b"].rank == 1
-    assert rows["a"].tied_with == ["b"] and rows["b"].tied_with == ["a"]
-    assert rows["c"].rank == 3 and rows["c"].tied_with == []
-    assert rows["c"].better_than == []
-    assert set(rows["a"].better_than) == {"c"}
-
-    vs = stats.baseline_family(scores, "a")
-    assert vs["c"][0].diff == pytest.approx(-0.2, abs=1e-3) and vs["c"][1] < 0.05
-    assert vs["b"][1] > 0.05
-
-
 # ----------------------------------------------------------------------------- records
 
 
@@ -233,8 +221,12 @@ def test_statuses_are_counted_and_runs_split_into_units(tmp_path: Path):
     units = analysis.analyse(runs)
     assert [u.label for u in units] == ["mlp on mnist1d", "vit on mnist1d"]
     mlp = units[0]
-    assert [r.activation for r in mlp.rows] == ["relu"]  # only completed runs are ranked
-    assert mlp.rows[0].n == 1
+    # finished runs are ranked: the diverged seed at chance (10 classes), the failed one not
+    assert [r.activation for r in mlp.rows] == ["relu"]
+    (row,) = mlp.rows
+    assert row.n == 2 and row.diverged == 1 and row.unstable  # 1 of 2: at least half
+    assert row.scores == {0: pytest.approx(0.8), 1: pytest.approx(0.1)}
+    assert not row.could_be_best
 
 
 def test_curves_read_wide_csv_and_aggregate_over_seeds(tmp_path: Path):
@@ -293,15 +285,25 @@ def test_end_to_end_report_files(tmp_path: Path):
     assert readme == out / "README.md"
     text = readme.read_text()
 
-    # ranking: gelu and relu tie for rank 1, identity is significantly worse than both
-    ranking = [line for line in text.splitlines() if line.startswith("| ") and "`" in line]
-    first_rows = [line for line in ranking if line.split("|")[1].strip() in ("1", "3")][:3]
-    assert [line.split("`")[1] for line in first_rows] == ["gelu", "relu", "identity"]
-    gelu_row, relu_row, identity_row = first_rows
-    assert gelu_row.split("|")[1].strip() == "1" and relu_row.split("|")[1].strip() == "1"
-    assert identity_row.split("|")[1].strip() == "3"
-    assert "82.10 ± 0.56" in gelu_row  # mean ± std of the three confirmation seeds
-    assert "1 diverged" in relu_row and "1 failed" in gelu_row
+    # ranking: rows by mean; relu's diverged seed 13 scores chance (10 %), which puts it below
+    # gelu; gelu and relu could both be best (their shared seeds do not separate them), and
+    # identity is shown worse than both and gets its own letter
+    table = text[text.index("### Ranking") : text.index("### Learning rate")]
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in table.splitlines()]
+    cells = [c for c in cells if c and c[0].isdigit()]
+    assert [(c[0], c[1]) for c in cells] == [("1", "`gelu`"), ("2", "`relu`"), ("3", "`identity`")]
+    gelu_row, relu_row, identity_row = cells
+    assert gelu_row[2] == "82.10 ± 0.56"  # mean ± std of the three confirmation seeds
+    assert relu_row[2].startswith("64.00 ± ") and relu_row[4:6] == ["4", "1/4"]
+    assert gelu_row[6] == relu_row[6] == "**yes**"
+    assert identity_row[6] == "no: worse than `gelu`, `relu`"
+    assert [gelu_row[7], relu_row[7], identity_row[7]] == ["`a`", "`a`", "`b`"]
+    assert gelu_row[8] == "—" and identity_row[8].startswith("-42.00 [")  # Δ vs the first row
+    assert identity_row[9].endswith("†")  # no test_correct.npz here: seeds only
+    assert "1 diverged" in relu_row[-1] and "1 failed" in gelu_row[-1]
+    assert "**Could be best**" in text and "`gelu`, `relu`." in text
+    assert "**Diverged** (each such run scores chance, 10.0 %): `relu` 1/4." in text
+    assert "**Power** (paired t-test, exact noncentral t): pooled paired-difference SD" in text
 
     # LR choice from the tune stage, shown in bold in the sensitivity table
     assert "| `relu` | 0.01 | 80.5 (n=2) | **85.5 (n=2)** |" in text
@@ -448,3 +450,23 @@ def test_wandb_failure_only_warns(tmp_path: Path, monkeypatch, caplog):
         readme = cli.build_report(sweep, tmp_path / "out", log_wandb=True)
     assert readme.is_file()
     assert "no W&B today" in caplog.text
+
+
+def test_the_report_ignores_folders_of_an_earlier_grid(tmp_path: Path):
+    sweep = tmp_path / "multirun" / "demo"
+    current = [write_run(sweep, act, seed, lr=1e-3) for act in ("relu", "gelu") for seed in (0, 1)]
+    old = write_run(sweep, "relu", 0, lr=0.5, test_acc=0.99)  # a value the grid no longer has
+    records.write_grid(sweep, {"all": current})
+    runs, earlier = analysis.read_sweep_records(sweep)
+    assert sorted(r.folder for r in runs) == sorted(current) and [r.folder for r in earlier] == [
+        old
+    ]
+    (unit,) = analysis.analyse(runs)
+    assert unit.ranking.row("relu").mean == pytest.approx(0.8)  # not the old 0.99
+    text = cli.build_report(sweep, tmp_path / "out").read_text()
+    assert (
+        "**1 run record from an earlier grid**: in the sweep folder" in text
+        and f"`{old.name}`" in text
+    )
+    with open(tmp_path / "out" / "summary.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 4

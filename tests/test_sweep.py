@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from actbench import sweep
+from actbench import records, sweep, tuning
 from conftest import REPO
 
 SWEEP_FILES = sorted((REPO / "sweeps").glob("*.yaml"))
@@ -100,7 +100,7 @@ def test_a_bad_value_late_in_the_grid_fails_before_running(tmp_path: Path, capsy
 
 # --- selection and progress on records with known answers -----------------------------------
 
-PROTO = sweep.Protocol("optimizer.lr", "val/acc_best", "maximize", (0, 1))
+PROTO = tuning.Protocol("optimizer.lr", "val/acc_best", "maximize", (0, 1))
 
 
 def _rec(status: str, acc: float | None = None) -> dict:
@@ -128,13 +128,13 @@ def test_select_best_uses_the_mean_over_tuning_seeds_and_never_a_diverging_value
         _rec("failed"), _rec("completed", 0.5),
         None, _rec("completed", 0.5),
     ]  # fmt: skip
-    chosen = sweep.select_best(jobs, records, PROTO)
+    chosen = tuning.select_best(jobs, records, PROTO)
     assert set(chosen) == {("activation=relu",), ("activation=gelu",)}
     assert chosen[("activation=relu",)].value == "0.01"
     assert chosen[("activation=relu",)].score == pytest.approx(0.855)
     assert chosen[("activation=relu",)].scores["0.1"] is None  # diverged: shown, never chosen
     assert chosen[("activation=gelu",)].value == "0.001"
-    confirm = sweep.confirm_jobs(chosen, PROTO)
+    confirm = tuning.confirm_jobs(chosen, PROTO)
     assert confirm == [
         ["activation=relu", "optimizer.lr=0.01", "seed=0"],
         ["activation=relu", "optimizer.lr=0.01", "seed=1"],
@@ -144,7 +144,7 @@ def test_select_best_uses_the_mean_over_tuning_seeds_and_never_a_diverging_value
 
 
 def test_select_best_minimize_and_groups_with_nothing_usable():
-    proto = sweep.Protocol("optimizer.lr", "val/loss", "minimize", (0,))
+    proto = tuning.Protocol("optimizer.lr", "val/loss", "minimize", (0,))
     jobs = [[f"model={m}", f"optimizer.lr={lr}"] for m in "ab" for lr in (1, 2)]
     records = [
         {"status": "completed", "metrics": {"val/loss": 0.5}},
@@ -152,8 +152,121 @@ def test_select_best_minimize_and_groups_with_nothing_usable():
         _rec("diverged"),
         _rec("failed"),
     ]
-    chosen = sweep.select_best(jobs, records, proto)
+    chosen = tuning.select_best(jobs, records, proto)
     assert chosen[("model=a",)].value == "2" and ("model=b",) not in chosen
+
+
+# --- bracketing: a choice on an edge of the grid -----------------------------------------------
+
+
+def _choice(scores: dict[str, float | None]) -> sweep.Choice:
+    finite = {v: s for v, s in scores.items() if s is not None}
+    best = max(sorted(finite, key=float), key=lambda v: finite[v])
+    return records.Choice(best, finite[best], scores)
+
+
+GRID = ["0.001", "0.003", "0.01"]
+
+
+def test_an_interior_choice_is_bracketed():
+    br = tuning.bracket(_choice({"0.001": 0.5, "0.003": 0.7, "0.01": 0.6}), GRID, limit=2)
+    assert br == tuning.Bracket(True, None, ())
+
+
+def test_an_edge_choice_extends_by_the_grids_own_step_until_the_limit():
+    br = tuning.bracket(_choice({"0.001": 0.5, "0.003": 0.6, "0.01": 0.7}), GRID, limit=2)
+    assert not br.bracketed and br.extend == ("0.032",)  # 0.01 × √10 (the grid's log step)
+    low = tuning.bracket(_choice({"0.001": 0.8, "0.003": 0.6, "0.01": 0.5}), GRID, limit=2)
+    assert low.extend == ("0.00032",)
+    extended = {"0.001": 0.5, "0.003": 0.6, "0.01": 0.65, "0.032": 0.68, "0.1": 0.7}
+    br = tuning.bracket(_choice(extended), GRID, limit=2)
+    assert br == tuning.Bracket(False, "on the upper edge, extension limit 2 reached", ())
+    assert tuning.bracket(_choice(extended), GRID, limit=0).reason == (
+        "on the upper edge, extension limit 0 reached"
+    )
+
+
+def test_a_choice_next_to_a_diverged_value_is_unbracketed_with_that_reason():
+    br = tuning.bracket(_choice({"0.001": 0.5, "0.003": 0.7, "0.01": None}), GRID, limit=2)
+    assert br == tuning.Bracket(False, "the next upper value 0.01 diverged", ())
+
+
+def test_extension_jobs_run_each_groups_own_tuning_seeds_at_the_new_values():
+    proto = tuning.Protocol("optimizer.lr", "val/acc", "maximize", (0,), extend=2)
+    jobs = [[f"activation={a}", f"optimizer.lr={lr}", f"seed={s}"]
+            for a in ("relu", "gelu") for lr in GRID for s in (100, 101)]  # fmt: skip
+    brackets = {("activation=relu",): tuning.Bracket(False, "extending the grid", ("0.032",)),
+                ("activation=gelu",): tuning.Bracket(True, None, ())}  # fmt: skip
+    assert tuning.extension_jobs(jobs, brackets, proto) == [
+        ["activation=relu", "optimizer.lr=0.032", "seed=100"],
+        ["activation=relu", "optimizer.lr=0.032", "seed=101"],
+    ]
+    assert tuning.grid_values(jobs, "optimizer.lr") == GRID
+
+
+def test_the_confirmation_stage_is_pinned_to_the_tuning_runs_device_type():
+    def on(device):
+        return {"status": "completed", "reproducibility": {"device": device}}
+
+    tuned = [on("cuda:0"), on("cuda:1"), on("cpu"), None]
+    assert tuning.confirm_accelerator(tuned) == "gpu"
+    assert tuning.confirm_accelerator([None, {"status": "running"}]) is None
+    jobs = [["activation=relu", "seed=0"], ["activation=gelu", "trainer.accelerator=cpu"]]
+    assert tuning.pin_accelerator(jobs, "gpu") == [
+        ["activation=relu", "seed=0", "trainer.accelerator=gpu"],
+        ["activation=gelu", "trainer.accelerator=cpu"],  # the user's own choice stands
+    ]
+    # The pinned accelerator does not move a confirmation run out of its tuning group.
+    assert records.selection_group(jobs[0] + ["trainer.accelerator=gpu"], "optimizer.lr") == (
+        records.selection_group(["seed=3", "activation=relu"], "optimizer.lr")
+    )
+
+
+def test_non_log_spaced_or_bad_extend_values_are_named():
+    assert tuning.log_step(["a", "b"]) is None and tuning.log_step(["0", "1"]) is None
+    br = tuning.bracket(records.Choice("b", 1.0, {"a": 0.5, "b": 1.0}), ["a", "b"], limit=2)
+    assert not br.bracketed and "cannot assess" in br.reason
+    spec = {
+        "parameters": {"optimizer.lr": {"values": [1e-3, 1e-2]}, "seed": {"values": [100]}},
+        "actbench": {"confirm": {"seeds": [1], "extend": -1}},
+    }
+    with pytest.raises(sweep.SweepError, match="extend=-1; valid: an integer >= 0"):
+        sweep.protocol(spec)
+
+
+def test_an_edge_choice_is_extended_then_bracketed_or_marked_with_its_reason(
+    tmp_path: Path, data_root: Path
+):
+    spec = {
+        "method": "grid",
+        "parameters": {
+            "activation": {"value": "relu"},
+            "optimizer": {"value": "sgd"},
+            "optimizer.lr": {"values": [0.003, 0.01]},  # too small for 25 SGD steps: top edge
+            "seed": {"values": [100]},
+            "data": {"value": "digits"},
+            "trainer.max_steps": {"value": 25},
+        },
+        "actbench": {"confirm": {"select": "optimizer.lr", "seeds": [0], "extend": 2}},
+    }
+    path = _write(tmp_path / "edge.yaml", spec)
+    done = subprocess.run(
+        _sweep_cmd(path, tmp_path, data_root), cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "choice(s) on an edge of the grid; trying 1 more tuning run(s) outward" in done.stdout
+    sweep_dir = tmp_path / "multirun" / "edge"
+    (group,) = json.loads((sweep_dir / "selection.json").read_text())["groups"]
+    assert "0.033" in group["values"]  # 0.01 × (0.01 / 0.003): the file's own step
+    assert group["value"] != "0.003"
+    if group["bracketed"]:
+        assert group["value"] not in (group["values"][0], group["values"][-1])
+    else:  # still on an edge after two more values: said so
+        assert group["values"] == ["0.003", "0.01", "0.033", "0.11"]
+        assert group["reason"] == "on the upper edge, extension limit 2 reached"
+    tune = [r for r in _records(sweep_dir).values() if r["sweep"]["stage"] == "tune"]
+    assert len(tune) == len(group["values"])  # every value tried once on the tuning seed
+    assert f"optimizer.lr={group['value']}" in done.stdout
 
 
 def test_progress_line_counts_from_records_and_estimates_time_left(tmp_path: Path):
@@ -161,19 +274,51 @@ def test_progress_line_counts_from_records_and_estimates_time_left(tmp_path: Pat
     for i, status in enumerate(statuses):
         (tmp_path / f"r{i}").mkdir()
         if status:
-            (tmp_path / f"r{i}" / "summary.json").write_text(json.dumps({"status": status}))
+            (tmp_path / f"r{i}" / "summary.json").write_text(
+                json.dumps({"status": status, "wall_time_s": 40.0 if status != "running" else None})
+            )
     manifest = {
         "name": "demo",
         "stage": "confirm",
         "sweep_dir": str(tmp_path),
         "runs": [f"r{i}" for i in range(6)],
         "started": 1000.0,
-        "finished_before": 1,  # one run was finished by an earlier, interrupted sweep
     }
     line = sweep.progress_line(manifest, now=1120.0)
-    # 3 of 6 done (diverged counts as done), 1 failed; 3 finished in 120 s -> 2 left ~ 80 s
+    # 3 of 6 done (diverged counts as done), 1 failed; 2 to go at the 40 s finished runs took
     assert line == (
         "sweep demo [confirm]: 3/6 done (1 diverged, 1 failed) · 2m00s elapsed · ~1m20s left"
+    )
+
+
+def test_time_left_is_per_kind_of_run_and_counts_the_stages_to_come(tmp_path: Path):
+    mlp = ["model=mlp", "data=mnist1d", "trainer.max_steps=2000"]
+    vit = ["model=vit", "data=mnist1d", "trainer.max_steps=2000"]
+
+    def record(name: str, kind: list[str], seconds: float) -> None:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(
+            {"status": "completed", "wall_time_s": seconds, "overrides": [*kind, "seed=1"]}
+        ))  # fmt: skip
+
+    runs = [f"m{i}" for i in range(4)] + [f"v{i}" for i in range(4)]
+    kinds = [sweep.run_kind(mlp)] * 4 + [sweep.run_kind(vit)] * 4
+    assert kinds[0] == "model=mlp data=mnist1d trainer.max_steps=2000"
+    manifest = {"name": "default", "stage": "tune", "sweep_dir": str(tmp_path), "runs": runs,
+                "kinds": kinds, "started": 0.0, "workers": 2, "next_stage": "confirm",
+                "to_come": [kinds[0], kinds[0], kinds[-1], kinds[-1]]}  # fmt: skip
+    record("m0", mlp, 5.0)
+    record("m1", mlp, 5.0)
+    # The cheap kind alone has finished: the estimate says so instead of extrapolating from it.
+    assert sweep.progress_line(manifest, now=10.0) == (
+        "sweep default [tune]: 2/8 done (0 diverged, 0 failed) · 0m10s elapsed · ≥0m10s left "
+        "(+4 confirm runs; no finished run yet: model=vit data=mnist1d trainer.max_steps=2000)"
+    )
+    record("v0", vit, 157.0)
+    # 4 MLP runs x 5 s + 5 ViT runs x 157 s, on 2 workers
+    assert sweep.progress_line(manifest, now=170.0) == (
+        "sweep default [tune]: 3/8 done (0 diverged, 0 failed) · 2m50s elapsed · ~6m42s left "
+        "(+4 confirm runs)"
     )
 
 
@@ -223,10 +368,11 @@ def test_two_stage_sweep_tunes_on_validation_then_confirms_on_fresh_seeds(
     assert len(tune) == 4 and len(confirm) == 4
     assert all(r["status"] == "completed" and r["sweep"]["name"] == "two" for r in records)
     selection = json.loads((sweep_dir / "selection.json").read_text())
+    assert selection["metric"] == "val/acc"  # the kind of quantity the ranking reads
     for group in selection["groups"]:
         activation = next(o for o in group["group"] if o.startswith("activation=")).split("=")[1]
         scores = {
-            o: r["metrics"]["val/acc_best"]
+            o: r["metrics"][selection["metric"]]
             for r in tune
             if r["activation"]["name"] == activation
             for o in r["overrides"]

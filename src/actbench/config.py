@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from actbench import activations
 
@@ -252,6 +252,48 @@ def _reject_unknown_keys(node: DictConfig, schema: Any, prefix: str) -> None:
             _reject_unknown_keys(node[key], child, f"{prefix}{key}.")
 
 
+def validate_trainer(trainer: TrainerConfig) -> None:
+    """The trainer keys that Lightning takes as free-form strings, checked against Lightning's
+    own registries (it would fail later with a message that names neither value nor choices).
+    Called by the training entry point, not by :func:`validate`: the registries import torch,
+    which the sweep's pre-run check must not."""
+    from pytorch_lightning.accelerators import AcceleratorRegistry
+    from pytorch_lightning.strategies import StrategyRegistry
+
+    accelerators = ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]
+    if trainer.accelerator not in accelerators:
+        raise ConfigError(
+            f"trainer.accelerator={trainer.accelerator!r} is not an accelerator; "
+            f"valid: {', '.join(accelerators)}"
+        )
+    strategies = ["auto", *StrategyRegistry.available_strategies()]
+    if trainer.strategy not in strategies:
+        raise ConfigError(
+            f"trainer.strategy={trainer.strategy!r} is not a strategy; "
+            f"valid: {', '.join(strategies)}"
+        )
+    if not _valid_devices(trainer.devices):
+        raise ConfigError(
+            f"trainer.devices={trainer.devices!r} is not a device count or list; valid: auto, "
+            "an integer >= 1 (or -1 for all), a list of device indices like [0,1], or '0,1'"
+        )
+
+
+def _valid_devices(devices: Any) -> bool:
+    if isinstance(devices, bool):
+        return False
+    if isinstance(devices, int):
+        return devices >= 1 or devices == -1
+    if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
+        return len(devices) > 0 and all(isinstance(d, int) and d >= 0 for d in devices)
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text == "auto" or re.fullmatch(r"-1|[1-9]\d*", text):
+            return True
+        return bool(re.fullmatch(r"\d+(,\s*\d+)*,?", text))
+    return False
+
+
 def validate(cfg: DictConfig) -> Config:
     """Check ranges, choices and combinations; return the typed config object."""
     try:
@@ -346,7 +388,9 @@ def activation_params(act: ActivationConfig) -> dict[str, Any]:
 
 # --- run identity ---------------------------------------------------------------------------
 
-# Keys that change where or how a run is shown or stored, not what it computes.
+# Keys that change where or how a run is shown or stored, not what it computes: they are not
+# part of a run's identity (its run_id and folder). README.md ("W&B and the run record") lists
+# them; tests/test_run_identity.py checks that the list there is this one.
 NON_IDENTITY_KEYS = (
     "run_dir",
     "rerun",
@@ -366,9 +410,26 @@ NON_IDENTITY_KEYS = (
 IDENTITY_OMIT_AT: dict[str, Any] = {"data.augment": False, "compile": False}
 
 
-def run_identity(cfg: DictConfig, drop: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The resolved config minus presentation keys: what decides a run's numbers."""
-    container = OmegaConf.to_container(cfg, resolve=True)
+def run_identity(cfg: DictConfig | dict[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The resolved config minus presentation keys: what decides a run's numbers.
+
+    ``cfg`` may hold Hydra's own node (``hydra``, left out) and a ``run_dir`` that cannot be
+    resolved yet: the run folder's name is computed from this identity while Hydra resolves
+    ``hydra.run.dir`` (:func:`run_dirname`). So top-level keys that are not part of the
+    identity are never resolved (``callbacks`` interpolates ``run_dir``), and nothing is copied
+    (the sweeper computes this for every job).
+    """
+    root = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+    skip = {"hydra", *(k for k in (*NON_IDENTITY_KEYS, *drop) if "." not in k)}
+    container: dict[str, Any] = {}
+    for key in root:
+        if key in skip:
+            continue
+        node = root._get_node(key)
+        if isinstance(node, DictConfig | ListConfig):
+            container[key] = OmegaConf.to_container(node, resolve=True)
+        else:
+            container[key] = "???" if OmegaConf.is_missing(root, key) else root[key]
     for dotted in (*NON_IDENTITY_KEYS, *drop):
         node, leaf = _parent(container, dotted)
         node.pop(leaf, None)
@@ -392,7 +453,7 @@ def _digest(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def run_id(cfg: DictConfig) -> str:
+def run_id(cfg: DictConfig | dict[str, Any]) -> str:
     """Stable 10-hex-digit id: equal configurations get equal ids however they were spelled."""
     return _digest(run_identity(cfg))
 
@@ -402,14 +463,65 @@ def group_id(cfg: DictConfig) -> str:
     return _digest(run_identity(cfg, drop=("seed",)))
 
 
-def _run_dirname(override_dirname: str) -> str:
-    # Hydra gives "a=1,b=2": a readable, bounded prefix made unique by a hash of the overrides.
+def run_dirname(cfg: DictConfig | dict[str, Any]) -> str:
+    """A run's folder name, ``<activation>_<model>_<data>_lr<lr>_s<seed>__<run_id>``.
+
+    Made from the resolved configuration alone, never from how the command spelled it: so
+    ``optimizer.lr=1e-3`` and ``optimizer.lr=0.001``, ``seed=01`` and ``seed=1``, reordered
+    overrides and an override equal to the default all name one folder, and changing a default
+    in ``conf/`` names a new one. The readable part is a few fields for people (activation
+    parameters that are set included); the run_id decides.
+    """
+    identity = run_identity(cfg)
+    act = identity.get("activation") or {}
+    set_params = sorted((k, v) for k, v in act.items() if k[0] != "_" and k != "name")
+    params = "".join(f"-{k}{str(v).lower()}" for k, v in set_params if v is not None)
+    lr = (identity.get("optimizer") or {}).get("lr")
+    fields = [
+        f"{act.get('name', 'act')}{params}",
+        str((identity.get("model") or {}).get("name", "model")),
+        str((identity.get("data") or {}).get("name", "data")),
+        f"lr{lr:g}" if isinstance(lr, (int, float)) else f"lr{lr}",
+        f"s{identity.get('seed')}",
+    ]
+    readable = re.sub(r"[^A-Za-z0-9_.=,+-]+", "-", "_".join(fields))[:80]
+    return f"{readable}__{_digest(identity)}"
+
+
+def legacy_run_dirname(override_dirname: str) -> str:
+    """The folder name earlier versions gave a run: its override string (Hydra's
+    ``override_dirname``) made safe, and a hash of that string. Kept to find such folders."""
     readable = re.sub(r"[^A-Za-z0-9_.=,-]+", "-", override_dirname)[:80] or "default"
     return f"{readable}__{hashlib.sha1(override_dirname.encode()).hexdigest()[:8]}"
 
 
+def identity_diff(stored: DictConfig | dict[str, Any], cfg: DictConfig) -> list[str]:
+    """The dotted keys whose identity values differ between a stored resolved config (a run
+    folder's ``config.yaml``) and ``cfg`` (a key present on one side only counts)."""
+    old, new = _flat(run_identity(stored)), _flat(run_identity(cfg))
+    return sorted(k for k in old.keys() | new.keys() if old.get(k, _ABSENT) != new.get(k, _ABSENT))
+
+
+_ABSENT = object()
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict) or not tree:
+        return {prefix.rstrip("."): tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}{key}."))
+    return out
+
+
+def _run_dirname_resolver(*, _root_: DictConfig) -> str:
+    # ${actbench_run_dirname:} in hydra.run.dir / hydra.sweep.subdir: the root is the job's
+    # whole config, Hydra's node included (run_identity leaves that out).
+    return run_dirname(_root_)
+
+
 if not OmegaConf.has_resolver("actbench_run_dirname"):
-    OmegaConf.register_new_resolver("actbench_run_dirname", _run_dirname)
+    OmegaConf.register_new_resolver("actbench_run_dirname", _run_dirname_resolver)
 
 
 # --- one-line errors ------------------------------------------------------------------------

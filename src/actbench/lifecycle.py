@@ -8,6 +8,11 @@ that trains it), so one Trainer can later drive several of them. A run killed at
 started again with the same command resumes from ``last.ckpt`` and ends with the same numbers
 as an uninterrupted run (CPU, fixed seed and thread count): the checkpoint carries the RNG
 states, how many ``metrics.csv`` rows existed when it was written and the metrics logged by then.
+One process trains a run at a time (the folder's lock), and a folder's record or checkpoint
+counts only for the configuration it was made by (its ``run_id``).
+
+Over 500 lines because opening a run's folder (lock, earlier records, set-asides) and the
+checkpoints that resume it are one lifecycle, whose parts must agree on what a folder holds.
 """
 
 from __future__ import annotations
@@ -64,24 +69,39 @@ class RunLifecycle:
         self.summary: dict[str, Any] = {}
         self.wandb_logger: Logger | None = None
         self.group: str | None = None
+        self.lock: records.RunLock | None = None
+        self.busy = False  # another process holds the lock and trains this run
 
     # -- opening the folder ----------------------------------------------------------------
 
     @classmethod
     def open(cls, cfg: DictConfig, typed: Any, overrides: list[str]) -> RunLifecycle:
-        """Read what an earlier attempt left; set ``earlier_result`` when it finished (and
-        ``rerun`` is false), set a finished attempt aside when ``rerun`` is true, and decide
-        whether to resume from ``last.ckpt``."""
+        """Take the run folder's lock and read what an earlier attempt left.
+
+        ``earlier_result`` is set when this invocation must not train: the run finished (and
+        ``rerun`` is false), or another process holds the lock and trains it (``busy``; the
+        folder is left as it is). A record or checkpoint of another configuration (its
+        ``run_id`` differs) is set aside with one line naming the keys that differ, never
+        resumed; a finished attempt is set aside when ``rerun`` is true; a folder of the
+        earlier naming that holds this configuration's record is moved here first.
+        """
         run = cls(cfg, typed, overrides)
-        if run.rank_zero:
+        if run.rank_zero:  # other ranks train under rank 0's lock
+            run.lock = records.RunLock(run.run_dir)
+            if not run.lock.acquire():
+                run.busy = True
+                run.earlier_result = {"run_id": run.run_id, "skipped": "trained elsewhere"}
+                return run
+            run._adopt_legacy_folder()
             run.previous = records.read_summary(run.run_dir)
             records.clear_partial_writes(run.run_dir)  # left by a run killed mid-write
-        finished = run.previous and run.previous.get("status") in FINISHED
-        if finished and not cfg.rerun:
+            run._set_aside_other_configuration()
+        if records.is_result_of(run.previous, run.run_id) and not cfg.rerun:
             run.earlier_result = run.previous
+            run.release()
             return run
         if run.previous and cfg.rerun:
-            set_aside_previous(run.run_dir)
+            log.info("previous outputs moved to %s", set_aside_previous(run.run_dir))
             run.previous = None
         if run.from_rank_zero is not None:
             run.resume = run.from_rank_zero["ckpt_path"] is not None
@@ -99,6 +119,42 @@ class RunLifecycle:
         }
         return run
 
+    def release(self) -> None:
+        """Let other processes train this run (the attempt is over)."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def _adopt_legacy_folder(self) -> None:
+        """Move here a folder of the earlier naming beside this one that holds this run."""
+        from hydra.core.hydra_config import HydraConfig
+
+        from actbench.config import legacy_run_dirname
+
+        if HydraConfig.initialized():
+            name = legacy_run_dirname(HydraConfig.get().job.override_dirname)
+            if records.adopt_legacy(self.run_dir, self.run_dir.parent / name, self.run_id):
+                print(f"actbench: run {self.run_id}: moved {name} (named the earlier way) to "
+                      f"{self.run_dir}", flush=True)  # fmt: skip
+
+    def _set_aside_other_configuration(self) -> None:
+        """Another configuration's record, or a checkpoint with no record to vouch for it, is
+        never reported or resumed as this run's: set aside, with one line, to train afresh."""
+        from actbench.config import identity_diff
+
+        stored = (self.previous or {}).get("run_id")
+        if stored == self.run_id or (self.previous is None and not self.last_ckpt.exists()):
+            return
+        what = "a last.ckpt with no record"
+        if self.previous is not None:
+            saved = records.read_config(self.run_dir)
+            keys = identity_diff(saved, self.cfg) if saved else ["? (no config.yaml)"]
+            shown = ", ".join(keys[:8]) + ", ..." * (len(keys) > 8) or "none (the id rule changed)"
+            what = f"run {stored}, another configuration (keys that differ: {shown})"
+        dest = set_aside_previous(self.run_dir)
+        print(f"actbench: run {self.run_id}: {self.run_dir} held {what}; set aside in {dest}, "
+              "training afresh", flush=True)  # fmt: skip
+        self.previous = None
+
     @property
     def last_ckpt(self) -> Path:
         return self.run_dir / "last.ckpt"
@@ -108,6 +164,12 @@ class RunLifecycle:
         return str(self.last_ckpt) if self.resume else None
 
     def already_finished_line(self) -> str:
+        """The one line of an invocation that does not train (see ``earlier_result``)."""
+        if self.busy:
+            return (
+                f"actbench: run {self.run_id} is being trained by another process in "
+                f"{self.run_dir}; skipped"
+            )
         prev = self.earlier_result or {}
         acc = prev.get("metrics", {}).get("test/acc")
         return (
@@ -135,6 +197,7 @@ class RunLifecycle:
                         "wall_time_s": self._elapsed(),
                     }
                 )
+            self.release()
             raise
 
     def begin(self, init_gain: float, data_stats: dict[str, Any]) -> None:
@@ -220,7 +283,10 @@ class RunLifecycle:
             self.summary.update(status="failed", error=error[:500])
             raise
         finally:
-            self._close(trainer, callbacks, exit_code)
+            try:
+                self._close(trainer, callbacks, exit_code)
+            finally:
+                self.release()  # the record is final: another invocation may read it now
 
     def complete(self, metrics: dict[str, float]) -> None:
         self.summary.update(status="completed", metrics=dict(sorted(metrics.items())))
@@ -298,17 +364,23 @@ def scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
 
 
-def set_aside_previous(run_dir: Path) -> None:
-    """Move a previous attempt's outputs into ``previous/<time>/`` so ``rerun`` loses nothing."""
-    keep = {".hydra", "previous", "train.log"}
-    old = [p for p in run_dir.iterdir() if p.name not in keep]
+def set_aside_previous(run_dir: Path) -> Path | None:
+    """Move a previous attempt's outputs into ``previous/<time>/`` so nothing is lost; that
+    folder, None when there was nothing to move. The lock file stays where others look."""
+    old = [
+        p
+        for p in run_dir.iterdir()
+        if p.name not in {".hydra", "previous", "train.log", records.LOCK}
+    ]
     if not old:
-        return
-    dest = run_dir / "previous" / time.strftime("%Y%m%d-%H%M%S")
-    dest.mkdir(parents=True, exist_ok=True)
+        return None
+    stamp, n = time.strftime("%Y%m%d-%H%M%S"), 1
+    while (dest := run_dir / "previous" / (stamp if n == 1 else f"{stamp}-{n}")).exists():
+        n += 1  # set aside twice within a second (another configuration's, then a rerun)
+    dest.mkdir(parents=True)
     for p in old:
         shutil.move(str(p), dest / p.name)
-    log.info("previous outputs moved to %s", dest)
+    return dest
 
 
 def rank_failure(run_dir: Path, rank: int, code: int) -> str:

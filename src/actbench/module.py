@@ -1,10 +1,14 @@
-"""The LightningModule: loss, metrics, optimizer and learning-rate schedule."""
+"""The LightningModule: loss, metrics, optimizer and learning-rate schedule, and the record of
+which test examples the final weights classify correctly."""
 
 from __future__ import annotations
 
+import logging
 import math
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -12,11 +16,61 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from actbench import records
+
+log = logging.getLogger(__name__)
+
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 LOSSES = ("ce", "mse")
 # At most this many training steps' predictions wait for train_acc (bounded memory whatever
 # log_every_n_steps is).
 MAX_PENDING_ACC = 64
+
+
+def assemble_test_correct(shards: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
+    """Every example's correctness in the split's order from each rank's (example indices,
+    correctness); None unless the indices are each example of the split exactly once."""
+    order = np.concatenate([o for o, _ in shards]) if shards else np.zeros(0, dtype=np.int64)
+    correct = np.concatenate([c for _, c in shards]) if shards else np.zeros(0, dtype=bool)
+    if not np.array_equal(np.sort(order), np.arange(len(order))):
+        return None
+    full = np.empty(len(order), dtype=bool)
+    full[order] = correct.astype(bool)
+    return full
+
+
+def _split_order(loader: Any, count: int, world: int) -> torch.Tensor | None:
+    """The split indices of this rank's test examples in the order they were evaluated: from
+    actbench's unshuffled IndexBatches (any number of ranks), or a plain sequential DataLoader
+    in one process; None for any other loader (its order is unknown)."""
+    from torch.utils.data import DataLoader, SequentialSampler
+
+    if callable(getattr(loader, "indices", None)) and not getattr(loader, "shuffle", True):
+        return loader.indices(0)
+    if (
+        world == 1
+        and isinstance(loader, DataLoader)
+        and isinstance(loader.sampler, SequentialSampler)
+    ):
+        return torch.arange(count)
+    return None
+
+
+def _all_ranks(pairs: torch.Tensor) -> list[torch.Tensor]:
+    """Every rank's (2, k) tensor, k differing by rank (evaluation shards differ by one
+    example): the lengths first, then the tensors padded to the longest, then trimmed."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    length = torch.tensor([pairs.shape[1]], device=pairs.device)
+    lengths = [torch.zeros_like(length) for _ in range(world)]
+    dist.all_gather(lengths, length)
+    longest = int(max(int(k) for k in lengths))
+    padded = torch.zeros((2, longest), dtype=pairs.dtype, device=pairs.device)
+    padded[:, : pairs.shape[1]] = pairs
+    gathered = [torch.zeros_like(padded) for _ in range(world)]
+    dist.all_gather(gathered, padded)
+    return [g[:, : int(k)] for g, k in zip(gathered, lengths, strict=True)]
 
 
 def mse_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -79,6 +133,8 @@ class Classifier(pl.LightningModule):
         # the steps between two logs are counted in one update (the counts are sums: same
         # result). Flushed before every log and every state_dict (checkpoints).
         self._pending_acc: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # Whether each test example was classified correctly, batch by batch (this rank's).
+        self._test_correct: list[torch.Tensor] = []
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning sets _current_fx_name around every hook call, ~45 times per training step;
@@ -124,7 +180,7 @@ class Classifier(pl.LightningModule):
 
     def _eval_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], split: str, metric, loss_metric
-    ) -> None:
+    ) -> torch.Tensor:
         x, y = batch
         logits = self._step_model[0](x)
         loss = classification_loss(self.loss_kind, logits, y)
@@ -132,6 +188,7 @@ class Classifier(pl.LightningModule):
         loss_metric.update(loss, weight=len(y))
         self.log(f"{split}/loss", loss_metric, on_epoch=True, batch_size=len(y))
         self.log(f"{split}/acc", metric, on_epoch=True, batch_size=len(y))
+        return logits
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, "val", self.val_acc, self.val_loss)
@@ -141,8 +198,60 @@ class Classifier(pl.LightningModule):
         # Identical on every rank (val_acc is synced); sync_dist only silences Lightning's warning.
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
 
+    def on_test_epoch_start(self) -> None:
+        self._test_correct = []
+
     def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.test_acc, self.test_loss)
+        logits = self._eval_step(batch, "test", self.test_acc, self.test_loss)
+        self._test_correct.append((logits.argmax(-1) == batch[1]).detach())
+
+    def on_test_epoch_end(self) -> None:
+        """Save which test examples were classified correctly into the run folder (the
+        trainer's ``default_root_dir``), so the report can resample test examples as well as
+        seeds. Only into a folder that holds a run record: a bare Trainer's default root is the
+        working directory, which is nobody's run."""
+        correct = self._gathered_test_correct()
+        if correct is None or not self.trainer.is_global_zero:
+            return
+        root = Path(self.trainer.default_root_dir)
+        if records.has_record(root):
+            records.write_test_correct(root, correct)
+
+    def _gathered_test_correct(self) -> np.ndarray | None:
+        """Every test example's correctness in the split's order, gathered from all ranks;
+        None (one warning) when the test loader does not say which examples it held or they
+        are not each example once (``limit_test_batches``, a shuffled loader)."""
+        local = (
+            torch.cat(self._test_correct)
+            if self._test_correct
+            else torch.zeros(0, dtype=torch.bool, device=self.device)
+        )
+        self._test_correct = []
+        loader = self.trainer.test_dataloaders
+        order = _split_order(loader, len(local), self.trainer.world_size)
+        if order is None:  # the same answer on every rank: no rank waits in a collective alone
+            self._warn_rank_zero(
+                "per-example test correctness not saved: the test loader (%s) does not say "
+                "which examples it held in which order",
+                type(loader).__name__,
+            )
+            return None
+        order = order.to(local.device)
+        if len(order) != len(local):  # fewer batches than the loader holds: no order
+            order = torch.full((len(local),), -1, dtype=torch.long, device=local.device)
+        pairs = torch.stack([order.long(), local.long()])  # (2, this rank's examples)
+        shards = _all_ranks(pairs) if self.trainer.world_size > 1 else [pairs]
+        full = assemble_test_correct([(s[0].cpu().numpy(), s[1].cpu().numpy()) for s in shards])
+        if full is None:
+            self._warn_rank_zero(
+                "per-example test correctness not saved: the test batches did not hold "
+                "each example of the split once"
+            )
+        return full
+
+    def _warn_rank_zero(self, message: str, *args: Any) -> None:
+        if self.trainer.is_global_zero:
+            log.warning(message, *args)
 
     def configure_optimizers(self):
         cfg = self.optimizer_cfg

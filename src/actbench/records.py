@@ -33,9 +33,14 @@ SUMMARY = "summary.json"
 CONFIG = "config.yaml"
 METRICS = "metrics.csv"
 SELECTION = "selection.json"
+TEST_CORRECT = "test_correct.npz"  # per-example test correctness, bit-packed
+GRID = "grid.json"  # the run folders of the sweep's current grid, per stage
 STATUSES = ("running", "completed", "diverged", "failed")
 FINISHED = ("completed", "diverged")  # a rerun skips these: diverging is a result too
 GOALS = ("maximize", "minimize")
+# What a tuned value is chosen on by default: the same kind of quantity the ranking reads
+# (accuracy after the last step, here on validation), never a maximum over a noisy curve.
+SELECT_METRIC = "val/acc"
 
 
 # --- atomic writes ----------------------------------------------------------------------------
@@ -84,7 +89,9 @@ def atomic_write_json(path: Path, data: Any, indent: int = 2) -> Path:
     return Path(path)
 
 
-def clear_partial_writes(run_dir: Path, names: tuple[str, ...] = (SUMMARY, METRICS)) -> None:
+def clear_partial_writes(
+    run_dir: Path, names: tuple[str, ...] = (SUMMARY, METRICS, TEST_CORRECT)
+) -> None:
     """Remove the temporary files of atomic writes that a killed process left half-written.
 
     They never replace the real file, so they are harmless, but they would pile up in the run
@@ -403,12 +410,11 @@ def override_key(override: str) -> str:
 
 
 def selection_group(overrides: Iterable[str], select: str) -> tuple[str, ...]:
-    """What a tuned value is chosen per: a run's overrides minus the tuned parameter, the seed
-    and the stage, in a canonical (sorted) order so the sweeper's jobs and the report's records
-    name the same group."""
-    return tuple(
-        sorted(o for o in overrides if override_key(o) not in (select, "seed", "sweep.stage"))
-    )
+    """What a tuned value is chosen per: a run's overrides minus the tuned parameter, the seed,
+    the stage and the accelerator the sweeper pins the confirmation stage to, in a canonical
+    (sorted) order so the sweeper's jobs and the report's records name the same group."""
+    left_out = (select, "seed", "sweep.stage", "trainer.accelerator")
+    return tuple(sorted(o for o in overrides if override_key(o) not in left_out))
 
 
 def select_per_group(
@@ -449,19 +455,26 @@ def select_per_group(
 
 
 def write_selection(
-    sweep_dir: Path, select: str, metric: str, goal: str, chosen: Mapping[tuple[str, ...], Choice]
+    sweep_dir: Path,
+    select: str,
+    metric: str,
+    goal: str,
+    chosen: Mapping[tuple[str, ...], Choice],
+    brackets: Mapping[tuple[str, ...], Mapping[str, Any]] | None = None,
 ) -> Path:
+    """``selection.json``: per group the values tried, their scores, the choice and (from the
+    sweeper's bracketing) whether it is bracketed and why not."""
+    brackets = brackets or {}
+    groups = []
+    for g, c in chosen.items():
+        values = sorted(c.scores, key=lambda v: (_float(v) is None, _float(v) or 0.0, v))
+        entry = {"group": list(g), "value": c.value, "score": c.score, "scores": c.scores}
+        entry["values"] = values
+        entry.update(brackets.get(g, {}))
+        groups.append(entry)
     return atomic_write_json(
         Path(sweep_dir) / SELECTION,
-        {
-            "select": select,
-            "metric": metric,
-            "goal": goal,
-            "groups": [
-                {"group": list(g), "value": c.value, "score": c.score, "scores": c.scores}
-                for g, c in chosen.items()
-            ],
-        },
+        {"select": select, "metric": metric, "goal": goal, "groups": groups},
         indent=1,
     )
 
@@ -476,7 +489,190 @@ def read_selection(sweep_dir: Path) -> dict[str, Any] | None:
         tuple(sorted(g["group"])): Choice(g["value"], g["score"], dict(g.get("scores", {})))
         for g in data.get("groups", [])
     }
+    # Files written before bracketing have no such fields: None means "not assessed".
+    data["brackets"] = {
+        tuple(sorted(g["group"])): {"bracketed": g.get("bracketed"), "reason": g.get("reason")}
+        for g in data.get("groups", [])
+    }
     return data
+
+
+def write_grid(sweep_dir: Path, stages: Mapping[str, Sequence[Path]]) -> Path:
+    """Which run folders the sweep's current grid holds, per stage (``all`` for one stage);
+    written by the sweeper so readers can tell them from folders of an earlier grid."""
+    root = Path(sweep_dir)
+    data = {"stages": {k: [str(Path(d).relative_to(root)) for d in v] for k, v in stages.items()}}
+    return atomic_write_json(root / GRID, data, indent=1)
+
+
+def grid_folders(sweep_dir: Path) -> set[str] | None:
+    """The folder names of the sweep's current grid (every stage), None when the sweep folder
+    has no ``grid.json`` (a sweep run before it existed, or collected records)."""
+    try:
+        data = json.loads((Path(sweep_dir) / GRID).read_text())
+    except (OSError, ValueError):
+        return None
+    return {name for names in data.get("stages", {}).values() for name in names}
+
+
+# --- whose run a folder holds: the result rule, the lock, the old naming, code versions ------
+
+LOCK = ".lock"  # a run folder's lock file (RunLock): never moved aside, never a result
+
+
+def is_result_of(summary: Mapping[str, Any] | None, run_id: str) -> bool:
+    """THE rule for "this run is done": ``summary`` is finished (completed or diverged) and was
+    recorded for the configuration ``run_id``. The training entry point and the sweeper both
+    ask it, so a record of another configuration is never reported finished."""
+    return bool(summary) and summary.get("status") in FINISHED and summary.get("run_id") == run_id
+
+
+_HELD_LOCKS: dict[str, RunLock] = {}  # the run locks this process holds, by path
+
+
+class RunLock:
+    """An exclusive OS lock (``flock``) on ``<run_dir>/.lock``, held by the one process that
+    trains the run, for its whole attempt. The OS drops it when the process ends however it
+    ends (kill -9 included), so it is never left held; the empty file stays."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir).resolve() / LOCK
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock without waiting; False when another process holds it."""
+        import fcntl  # POSIX only, so imported where it is used
+
+        # An attempt earlier in this process that ended by an exception before releasing it
+        # (a reused sweep worker) is over: its lock is this process's to drop.
+        stale = _HELD_LOCKS.pop(str(self.path), None)
+        if stale is not None:
+            stale.release()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held by another process
+            os.close(fd)
+            return False
+        self._fd = fd
+        _HELD_LOCKS[str(self.path)] = self
+        return True
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        import fcntl
+
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+        if _HELD_LOCKS.get(str(self.path)) is self:
+            del _HELD_LOCKS[str(self.path)]
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+
+def adopt_legacy(run_dir: Path, legacy_dir: Path, run_id: str) -> bool:
+    """Move a run folder of an earlier naming onto ``run_dir`` when it holds a record of the
+    same configuration (``run_id``) and ``run_dir`` holds none; True when it was moved.
+
+    An absent or empty ``run_dir`` is replaced by one rename. Otherwise (Hydra already put
+    ``.hydra/`` and ``train.log`` there) entry by entry, the record last, so a move cut short
+    is finished by the next call; the old folder's copy of a name ``run_dir`` already has goes
+    to ``previous/legacy-<old name>/``, so nothing is lost. Call it while holding ``run_dir``'s
+    :class:`RunLock`, or while ``run_dir`` does not exist.
+    """
+    run_dir, legacy_dir = Path(run_dir), Path(legacy_dir)
+    if not legacy_dir.is_dir() or legacy_dir.resolve() == run_dir.resolve():
+        return False
+    if has_record(run_dir) or (read_summary(legacy_dir) or {}).get("run_id") != run_id:
+        return False
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        os.replace(legacy_dir, run_dir)  # a directory onto an empty one: one rename on POSIX
+        return True
+    aside = run_dir / "previous" / f"legacy-{legacy_dir.name}"
+    for entry in sorted(legacy_dir.iterdir(), key=lambda p: p.name == SUMMARY):
+        dest = run_dir / entry.name
+        if dest.exists():
+            aside.mkdir(parents=True, exist_ok=True)
+            dest = aside / entry.name
+        os.replace(entry, dest)
+    legacy_dir.rmdir()
+    return True
+
+
+def source_commit() -> str | None:
+    """The git commit of the source tree this code runs from (None outside a git checkout):
+    what a record's ``reproducibility.git.commit`` is compared with."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def from_other_code(runs: Iterable[RunRecord], current: str | None = None) -> list[RunRecord]:
+    """The records made by another version of the code than commit ``current`` (default: this
+    checkout's, :func:`source_commit`): their ``reproducibility.git.commit`` differs or is
+    missing (a record cut short before it was written has none). Empty when the current
+    commit is unknown: there is nothing to compare with. Uncommitted changes are not seen."""
+    current = current or source_commit()
+    if current is None:
+        return []
+    return [r for r in runs if r.summary_value("reproducibility.git.commit") != current]
+
+
+def short_commits(runs: Iterable[RunRecord]) -> list[str]:
+    """The distinct commits of ``runs``, 7 characters each ("unknown" where none is recorded),
+    in order of first appearance: how a line names code versions."""
+    names: list[str] = []
+    for r in runs:
+        commit = r.summary_value("reproducibility.git.commit")
+        name = str(commit)[:7] if commit else "unknown"
+        if name not in names:
+            names.append(name)
+    return names
+
+
+# --- per-example test correctness -------------------------------------------------------------
+
+
+def write_test_correct(run_dir: Path, correct: Any) -> Path:
+    """Whether the run classified each test example correctly, in the split's order: one bit
+    per example (``np.packbits``) and the count, in ``test_correct.npz``."""
+    import numpy as np  # here, not at the top: the sweep launcher imports this module
+
+    bits = np.asarray(correct, dtype=bool).ravel()
+    path = Path(run_dir) / TEST_CORRECT
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, bits=np.packbits(bits), n=np.int64(bits.size))
+    return path
+
+
+def read_test_correct(run_dir: Path) -> Any:
+    """The run's per-example test correctness as a bool array, or None when it has no readable
+    ``test_correct.npz`` (older runs, diverged runs, ranks that could not gather)."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(Path(run_dir) / TEST_CORRECT) as data:
+            n = int(data["n"])
+            return np.unpackbits(data["bits"], count=n).astype(bool)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
 
 
 # --- small readers ----------------------------------------------------------------------------

@@ -13,8 +13,9 @@ block that W&B never sees::
     actbench:
       confirm:                  # two-stage protocol: stage 1 ("tune") is the grid above
         select: optimizer.lr    # the parameter tuned per everything else in the grid
-        metric: val/acc_best    # scored on validation
+        metric: val/acc         # scored on validation, after the last step (as test/acc is)
         goal: maximize
+        extend: 2               # a choice on an edge: try up to 2 more values outward per side
         seeds: [0, 1, 2, 3, 4]  # stage 2 ("confirm"): best value on fresh seeds, test set read once
 
 This module holds the pure parts (parsing, selection, progress); the sweeper plugin calls them.
@@ -28,16 +29,24 @@ import json
 import math
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from actbench.records import FINISHED, GOALS, Choice, override_key, select_per_group, status
+from actbench.records import (
+    FINISHED,
+    GOALS,
+    SELECT_METRIC,
+    parse_overrides,
+    read_sweep,
+    status,
+)
+from actbench.tuning import Protocol
 
 try:  # the progress line is a Hydra callback; Hydra is always installed with actbench
     from hydra.experimental.callback import Callback
@@ -55,16 +64,6 @@ class SweepError(ValueError):
 
 class SweepFailed(RuntimeError):
     """Some runs of a sweep failed; the message names them (one line)."""
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """Two-stage protocol: tune ``select`` on validation, confirm the best on fresh seeds."""
-
-    select: str
-    metric: str
-    goal: str
-    seeds: tuple[int, ...]
 
 
 # --- sweep files ----------------------------------------------------------------------------
@@ -140,7 +139,10 @@ def protocol(spec: dict[str, Any]) -> Protocol | None:
             f"actbench.confirm.seeds={list(seeds)} must be non-empty and fresh; valid: seeds "
             f"other than the tuning seeds {sorted(tune_seeds)}"
         )
-    return Protocol(select, block.get("metric", "val/acc_best"), goal, seeds)
+    extend = block.get("extend", 0)
+    if not isinstance(extend, int) or isinstance(extend, bool) or extend < 0:
+        raise SweepError(f"actbench.confirm.extend={extend!r}; valid: an integer >= 0")
+    return Protocol(select, block.get("metric", SELECT_METRIC), goal, seeds, extend)
 
 
 def wandb_spec(spec: dict[str, Any], name: str) -> dict[str, Any]:
@@ -178,33 +180,6 @@ def check_points(overrides: list[str]) -> None:
 # --- selection, progress -----------------------------------------------------------
 
 
-def select_best(
-    jobs: list[list[str]], summaries: list[dict[str, Any] | None], proto: Protocol
-) -> dict[tuple[str, ...], Choice]:
-    """The tuning stage's choice per group, by the project's one rule
-    (:func:`actbench.records.select_per_group`)."""
-    return select_per_group(
-        zip(jobs, summaries, strict=True), proto.select, proto.metric, proto.goal
-    )
-
-
-def varying(groups: list[tuple[str, ...]]) -> set[str]:
-    """The overrides that differ between groups (the ones worth printing)."""
-    seen: dict[str, set[str]] = {}
-    for group in groups:
-        for o in group:
-            seen.setdefault(override_key(o), set()).add(o)
-    return {o for values in seen.values() if len(values) > 1 for o in values}
-
-
-def confirm_jobs(chosen: dict[tuple[str, ...], Choice], proto: Protocol) -> list[list[str]]:
-    return [
-        [*group, f"{proto.select}={pick.value}", f"seed={seed}"]
-        for group, pick in chosen.items()
-        for seed in proto.seeds
-    ]
-
-
 def _duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
@@ -213,22 +188,56 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
+# What makes runs cost alike: the time-left estimate is per kind, from finished runs of that kind.
+KIND_KEYS = ("model", "data", "trainer.max_steps")
+
+
+def run_kind(overrides: list[str]) -> str:
+    """``model=vit data=mnist1d trainer.max_steps=2000``: the overrides that set a run's cost
+    (the defaults where not overridden)."""
+    given = parse_overrides(overrides)
+    return " ".join(f"{k}={given[k]}" for k in KIND_KEYS if k in given) or "defaults"
+
+
+def time_left(
+    pending: list[str], seconds_by_kind: dict[str, list[float]], workers: int
+) -> tuple[float, list[str]]:
+    """Seconds the ``pending`` runs (their kinds) need on ``workers`` parallel workers, each
+    at the median wall time of finished runs of its kind, and the kinds with no finished run
+    yet (not counted: the estimate is then a lower bound)."""
+    median = {k: statistics.median(v) for k, v in seconds_by_kind.items() if v}
+    unknown = sorted({k for k in pending if k not in median})
+    return sum(median[k] for k in pending if k in median) / max(1, workers), unknown
+
+
 def progress_line(manifest: dict[str, Any], now: float | None = None) -> str:
-    """``sweep default [tune]: 37/144 done (1 diverged, 0 failed) · 12m04s elapsed · ~20m left``"""
+    """``sweep default [tune]: 72/180 done (0 diverged, 0 failed) · 6m38s elapsed · ≥1h35m
+    left (+90 confirm runs; no finished run yet: model=vit)`` - read from the records, so
+    parallel workers agree."""
     now = time.time() if now is None else now
     root = Path(manifest["sweep_dir"])
-    statuses = [status(root / d) for d in manifest["runs"]]
+    runs = manifest["runs"]
+    kinds = manifest.get("kinds") or ["defaults"] * len(runs)
+    statuses = [status(root / d) for d in runs]
     done = sum(s in FINISHED for s in statuses)
     failed = statuses.count("failed")
     diverged = statuses.count("diverged")
-    total = len(statuses)
-    elapsed = now - manifest["started"]
-    finished_here = done + failed - manifest["finished_before"]
-    left = (total - done - failed) * elapsed / finished_here if finished_here > 0 else math.inf
+    seconds_by_kind: dict[str, list[float]] = {}
+    for rec in read_sweep(root):
+        if rec.finished and rec.wall_time_s is not None:
+            seconds_by_kind.setdefault(run_kind(rec.override_list), []).append(rec.wall_time_s)
+    to_come = list(manifest.get("to_come") or [])
+    pending = [k for k, s in zip(kinds, statuses, strict=True) if s not in (*FINISHED, "failed")]
+    left, unknown = time_left(pending + to_come, seconds_by_kind, manifest.get("workers", 1))
+    notes = [f"+{len(to_come)} {manifest.get('next_stage', 'later')} runs"] if to_come else []
+    if unknown:
+        notes.append(f"no finished run yet: {', '.join(unknown)}")
     stage = f" [{manifest['stage']}]" if manifest.get("stage") else ""
     return (
-        f"sweep {manifest['name']}{stage}: {done}/{total} done ({diverged} diverged, "
-        f"{failed} failed) · {_duration(elapsed)} elapsed · ~{_duration(left)} left"
+        f"sweep {manifest['name']}{stage}: {done}/{len(runs)} done ({diverged} diverged, "
+        f"{failed} failed) · {_duration(now - manifest['started'])} elapsed · "
+        f"{'≥' if unknown else '~'}{_duration(left)} left"
+        + (f" ({'; '.join(notes)})" if notes else "")
     )
 
 
@@ -271,6 +280,7 @@ def _hydra_command(args: argparse.Namespace, spec: dict[str, Any], extra: list[s
             f"hydra.sweeper.select={proto.select}",
             f"hydra.sweeper.metric={proto.metric}",
             f"hydra.sweeper.goal={proto.goal}",
+            f"hydra.sweeper.extend={proto.extend}",
             f"hydra.sweeper.confirm_seeds=[{','.join(map(str, proto.seeds))}]",
         ]
     return [

@@ -72,7 +72,7 @@ def _probe_sizes(cfg: DictConfig, sizes: dict[str, int], warn: bool) -> dict[str
     """Probe sizes larger than their split, clamped to the whole split with one warning each.
 
     A larger probe cannot be drawn, and "all of it" is what such a value asks for (the README
-    suggests 4096 on MNIST-1D's 3600 training examples), so this is a warning, not an error.
+    suggests 10000 on MNIST-1D's 8000 training examples), so this is a warning, not an error.
     """
     clamped: dict[str, dict[str, int]] = {}
     for name, node in cfg.callbacks.items():
@@ -101,7 +101,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from hydra.utils import instantiate
     from pytorch_lightning.callbacks import TQDMProgressBar
 
-    from actbench.config import validate
+    from actbench.config import validate, validate_trainer
     from actbench.divergence import DivergenceMonitor
     from actbench.lifecycle import ResumableState, RunLifecycle, scalars
     from actbench.module import Classifier
@@ -114,6 +114,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # After the imports: Lightning sets its logger's level when imported.
     _quiet_library_chatter(in_sweep=OmegaConf.select(cfg, "sweep.name") is not None)
     typed = validate(cfg)
+    validate_trainer(typed.trainer)
     run = RunLifecycle.open(cfg, typed, _task_overrides())
     if run.earlier_result is not None:
         print(run.already_finished_line())

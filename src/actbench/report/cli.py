@@ -8,10 +8,22 @@ import sys
 from pathlib import Path
 
 from actbench import records
-from actbench.report.analysis import ReportError, analyse, read_runs, status_counts
+from actbench.dashboard.page import build_dashboard
+from actbench.report.analysis import (
+    ReportError,
+    analyse,
+    collapse_flags,
+    read_sweep_records,
+    status_counts,
+)
 from actbench.report.figures import FIGURE_PREFIXES, make_figures
 from actbench.report.readme import status_phrase, write_readme
-from actbench.report.tables import summary_rows, write_summary_csv
+from actbench.report.tables import (
+    ranking_rows,
+    summary_rows,
+    write_ranking_csv,
+    write_summary_csv,
+)
 from actbench.report.wandb_log import log_to_wandb
 
 
@@ -23,27 +35,34 @@ def build_report(
     log_wandb: bool = False,
     project: str = "actbench",
 ) -> Path:
-    """Read every run record in ``sweep_dir`` and write README.md, summary.csv and figures into
-    ``out_dir``; returns the README path. Works on an unfinished sweep (callable repeatedly while
-    it runs); ``log_wandb`` also logs one W&B report run. Raises ReportError without records."""
+    """Read the run records of ``sweep_dir``'s current grid and write README.md, summary.csv,
+    ranking.csv, figures and the offline dashboard into ``out_dir``; returns the README path.
+    Works on an unfinished sweep (callable repeatedly while it runs); ``log_wandb`` also logs
+    one W&B report run.
+    Raises ReportError without records."""
     sweep_dir, out_dir = Path(sweep_dir), Path(out_dir)
     sweep = sweep_name or sweep_dir.name
-    runs = read_runs(sweep_dir)
+    runs, earlier = read_sweep_records(sweep_dir)
     if not runs:
         raise ReportError(
             f"no run records ({records.SUMMARY}) in {sweep_dir}; valid sweeps: "
             + (", ".join(available_sweeps(sweep_dir.parent)) or "none yet (run make sweep)")
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    units = analyse(runs, records.read_selection(sweep_dir))
+    collapsed = collapse_flags(r for r in runs if r.status == "completed")
+    units = analyse(runs, records.read_selection(sweep_dir), collapsed)
     figures = {u.key: make_figures(u, out_dir) for u in units}
     written = [p for figs, _ in figures.values() for p in figs.values()]
     for stale in out_dir.glob("*.png"):  # figures of units or metrics no longer present
         if stale.name.startswith(FIGURE_PREFIXES) and stale not in written:
             stale.unlink()
-    rows = summary_rows(runs, sweep)
+    rows = summary_rows(runs, sweep, collapsed)
     write_summary_csv(rows, out_dir / "summary.csv")
-    readme = write_readme(sweep, sweep_dir, runs, units, figures, out_dir / "README.md")
+    write_ranking_csv(ranking_rows(units, sweep), out_dir / "ranking.csv")
+    readme = write_readme(
+        sweep, sweep_dir, runs, units, figures, out_dir / "README.md", earlier_grid=earlier
+    )
+    build_dashboard(sweep_dir, out_dir, sweep_name=sweep)  # the same records, browsable offline
     if log_wandb:
         log_to_wandb(sweep, sweep_dir, rows, units, written, project=project)
     return readme
@@ -100,6 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     except ReportError as err:
         print(f"actbench-report: error: {err}", file=sys.stderr)
         return 2
-    counts = status_counts(records.read_sweep(sweep_dir))
+    counts = status_counts(read_sweep_records(sweep_dir)[0])
     print(f"actbench-report: {name}: {status_phrase(counts)} -> {readme}")
     return 0

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from actbench import records
-from actbench.report.analysis import DEAD_KEYS, TUNE_METRIC, Unit
+from actbench.report.analysis import DEAD_KEYS, Unit
 from actbench.report.curves import aggregate_curves, load_curves
 from actbench.report.stats import CONFIDENCE
 
@@ -132,11 +132,20 @@ def plot_ranking(unit: Unit, path: Path) -> Path | None:
         seeds = [v * 100 for v in row.scores.values()]
         ax.plot(seeds, [y] * len(seeds), "|", color=colour, ms=10, alpha=0.6)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([f"{r.activation} (rank {r.rank})" for r in reversed(rows)])
-    ax.set_xlabel(f"test accuracy (%), mean with {CONFIDENCE:.0%} t-interval; ticks: seeds")
+    ax.set_yticklabels([_ranking_label(r) for r in reversed(rows)])
+    ax.set_xlabel(
+        f"test accuracy (%), mean with {CONFIDENCE:.0%} t-interval; ticks: seeds\n"
+        "(a diverged seed at chance); ★ could be best; (letters)"
+    )
     ax.set_title(f"Ranking — {unit.label}", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
+
+
+def _ranking_label(row: Any) -> str:
+    mark = "★ " if row.could_be_best else ""
+    extra = f", {row.diverged}/{row.n} diverged" if row.diverged else ""
+    return f"{mark}{row.activation} ({row.letters}{extra})"
 
 
 def plot_lr_sensitivity(unit: Unit, path: Path) -> Path | None:
@@ -162,7 +171,7 @@ def plot_lr_sensitivity(unit: Unit, path: Path) -> Path | None:
             ax.plot(best, cells[best].mean * 100, "*", color=colour, ms=14, mec="k", mew=0.6)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
-    ax.set_ylabel(f"{TUNE_METRIC} (%), mean over completed tuning seeds")
+    ax.set_ylabel(f"{unit.select_metric} (%), mean over completed tuning seeds")
     ax.set_title(
         f"LR sensitivity — {unit.label} (bars: min–max; ★ chosen; × diverged on a seed)",
         fontsize=10,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -15,42 +15,21 @@ import numpy as np
 from actbench import records
 from actbench.records import RunRecord
 from actbench.report.analysis import (
-    BASELINES,
     CSV_METRICS,
     DEAD_KEYS,
     LR_KEY,
-    RANK_METRIC,
     RECOMPUTED,
     STATUS_ORDER,
-    TUNE_METRIC,
     Unit,
     status_counts,
 )
-from actbench.report.stats import ALPHA, CONFIDENCE
+from actbench.report.markdown import join as _join
+from actbench.report.markdown import lr_text as _lr
+from actbench.report.markdown import num as _num
+from actbench.report.markdown import pct as _pct
+from actbench.report.markdown import table as _table
+from actbench.report.ranking_text import STATISTICS_LINES, collapsed_elsewhere, ranking_section
 from actbench.report.tables import STAGE_ORDER
-
-
-def _pct(x: float | None, digits: int = 1) -> str:
-    return f"{100 * x:.{digits}f}" if x is not None and math.isfinite(x) else "—"
-
-
-def _num(x: float | None, fmt: str = ".3g") -> str:
-    return format(x, fmt) if x is not None and math.isfinite(x) else "—"
-
-
-def _p(p: float) -> str:
-    if not math.isfinite(p):
-        return "—"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _lr(lr: float | None) -> str:
-    return f"{lr:g}" if lr is not None else "—"
-
-
-def _join(values: Iterable[Any]) -> str:
-    items = sorted({v for v in values if v is not None}, key=lambda v: (str(type(v)), v))
-    return ", ".join(str(v) for v in items) if items else "—"
 
 
 def _mean_of(runs: Sequence[RunRecord], get: Any) -> float:
@@ -63,12 +42,6 @@ def status_phrase(counts: Mapping[str, int]) -> str:
     return ", ".join(
         f"{counts.get(s, 0)} {s}" for s in names if counts.get(s, 0) or s in STATUS_ORDER
     )
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return lines
 
 
 def _model_phrase(runs: Sequence[RunRecord]) -> str:
@@ -158,12 +131,6 @@ def _environment_lines(runs: Sequence[RunRecord]) -> list[str]:
     return lines
 
 
-def _runs_phrase(row_runs: Sequence[RunRecord]) -> str:
-    counts = status_counts(row_runs)
-    order = dict.fromkeys((*STATUS_ORDER, *sorted(counts)))
-    return ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s)) or "—"
-
-
 def _unit_section(unit: Unit, figures: Mapping[str, Path], loss_key: str) -> list[str]:
     lines = [f"## {unit.label}", ""]
     ranked = unit.ranked_runs
@@ -190,58 +157,7 @@ def _unit_section(unit: Unit, figures: Mapping[str, Path], loss_key: str) -> lis
         lines.append(f"- Single stage: {len(ranked)} runs ranked, seeds {seeds_ranked}.")
     lines.append("")
 
-    lines += ["### Ranking", ""]
-    if not unit.rows:
-        lines += ["No completed run to rank yet.", ""]
-    else:
-        header = ["rank", "activation", "test acc % (mean ± std)", "95 % CI", "n"]
-        header += [f"Δ vs {b} pp (Holm p)" for b in BASELINES if unit.vs.get(b)]
-        header += ["tied with (not significantly different)", "LR", "runs"]
-        table_rows = []
-        for row in unit.rows:
-            runs = [r for r in ranked if r.activation == row.activation]
-            ci = (
-                f"[{_pct(row.mean - row.half_width)}, {_pct(row.mean + row.half_width)}]"
-                if math.isfinite(row.half_width)
-                else "—"
-            )
-            cells = [
-                row.rank,
-                f"`{row.activation}`",
-                f"{_pct(row.mean, 2)} ± {_pct(row.std, 2)}",
-                ci,
-                row.n,
-            ]
-            for b in BASELINES:
-                if not unit.vs.get(b):
-                    continue
-                test = unit.vs[b].get(row.activation)
-                cells.append(
-                    "—"
-                    if test is None
-                    else f"{100 * test[0].diff:+.2f} ({_p(test[1])})"
-                    if math.isfinite(test[0].diff)
-                    else "—"
-                )
-            cells += [
-                ", ".join(row.tied_with) or "—",
-                _join(_lr(r.lr) for r in runs),
-                _runs_phrase(runs),
-            ]
-            table_rows.append(cells)
-        lines += [*_table(header, table_rows), ""]
-        unranked = sorted({r.activation for r in ranked} - {row.activation for row in unit.rows})
-        if unranked:
-            lines += [f"Not ranked (no completed run yet): {', '.join(unranked)}.", ""]
-        top = [row.activation for row in unit.rows if row.rank == 1]
-        lines += [
-            f"Rank 1 (no activation significantly better): {', '.join(f'`{a}`' for a in top)}. "
-            f"Ranked on `{RANK_METRIC}`; Δ in percentage points, paired by seed.",
-            "",
-        ]
-        if "ranking" in figures:
-            lines += [f"![ranking]({figures['ranking'].name})", ""]
-
+    lines += ranking_section(unit, figures)
     lines += _lr_section(unit, figures)
     lines += _diagnostics_section(unit)
     lines += ["### Training dynamics", ""]
@@ -275,8 +191,8 @@ def _lr_section(unit: Unit, figures: Mapping[str, Path]) -> list[str]:
     if not unit.staged:
         lines += [
             "Single-stage sweep with several LRs: each activation is ranked at the LR with the "
-            f"best mean `{TUNE_METRIC}`, chosen on the same seeds it is then tested on, which "
-            "flatters every activation a little (no held-out seeds).",
+            f"best mean `{unit.select_metric}`, chosen on the same seeds it is then tested on, "
+            "which flatters every activation a little (no held-out seeds).",
             "",
         ]
     header = ["activation", "chosen LR", *(_lr(lr) for lr in all_lrs)]
@@ -294,8 +210,9 @@ def _lr_section(unit: Unit, figures: Mapping[str, Path]) -> list[str]:
             row.append(f"**{text}**" if lr == chosen else text)
         rows.append(row)
     lines += [
-        f"Mean `{TUNE_METRIC}` (%) per learning rate over tuning seeds; bold: chosen "
-        "(an LR that diverged on any tuning seed is never chosen).",
+        f"Mean `{unit.select_metric}` (%) per learning rate over tuning seeds; bold: chosen "
+        "(an LR that diverged on any tuning seed is never chosen). Whether each choice is "
+        "bracketed (a tried value on both sides) is the ranking's `bracketed` column.",
         "",
         *_table(header, rows),
         "",
@@ -358,28 +275,13 @@ def _diagnostics_section(unit: Unit) -> list[str]:
 METHOD_LINES = [
     "## How the numbers were computed",
     "",
-    f"- Score: `{RANK_METRIC}`, accuracy on the held-out test split with the final weights (one "
-    "evaluation after the last step). Mean ± sample standard deviation over seeds; "
-    f"{CONFIDENCE:.0%} CI = mean ± t(0.975, n−1)·s/√n (not clipped to [0, 100] %; with 2 seeds "
-    "t = 12.7, so such intervals are very wide).",
-    "- Pairing: a seed fixes the data order and the initialisation stream for every activation, so "
-    "differences are paired t-tests over the seeds both activations completed.",
-    "- Multiple comparisons: Holm–Bonferroni within each family: (a) every activation against "
-    "`relu`, (b) every activation against `gelu` (m = number of other activations each), (c) all "
-    f"pairs of activations within a unit, for the ranks. Significance level α = {ALPHA}.",
-    "- Ties: rank = 1 + the number of activations significantly better after (c); activations that "
-    "no other beats significantly share rank 1, and 'tied with' lists those not significantly "
-    "different. A tie means these seeds cannot separate them, not that they are equal; with "
-    "few seeds only large, consistent differences are significant. Pairs with fewer than two "
-    "shared seeds cannot be tested and count as ties.",
-    "- Only completed runs are ranked. Diverged runs (non-finite training loss) are counted and "
-    "shown in the 'runs' column; failed and running runs are counted and listed below.",
+    *STATISTICS_LINES,
     "- Learning rate (two-stage sweeps): the sweeper's choice, as it recorded it in "
-    f"`{records.SELECTION}`: the LR with the highest mean `{TUNE_METRIC}` over the tuning seeds "
-    "per activation (an LR that diverged on any tuning seed is never chosen; an activation with "
-    "a failed or unfinished tuning run gets no choice until it is rerun; ties go to the smaller "
-    "LR); only confirmation runs on fresh seeds are ranked, so the selection does not bias the "
-    "test.",
+    f"`{records.SELECTION}` (the metric it names, the values tried and whether the choice is "
+    "bracketed): the LR with the highest mean score over the tuning seeds per activation (an LR "
+    "that diverged on any tuning seed is never chosen; an activation with a failed or unfinished "
+    "tuning run gets no choice until it is rerun; ties go to the smaller LR); only confirmation "
+    "runs on fresh seeds are ranked, so the selection does not bias the test.",
     "- Curves: mean over completed seeds at each logged step, band from the minimum to the maximum "
     "over seeds. Colours are fixed per activation across every figure.",
     "",
@@ -393,16 +295,36 @@ def write_readme(
     units: list[Unit],
     figures: Mapping[tuple[str, str, str], tuple[dict[str, Path], str]],
     path: Path,
+    earlier_grid: Sequence[RunRecord] = (),
 ) -> Path:
+    """The README; ``earlier_grid`` are the records left by an earlier grid (named, not used)."""
     counts = status_counts(runs)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"# Report: sweep `{sweep}`",
         "",
         f"Generated {now} by `actbench-report` from {len(runs)} run records in `{sweep_dir}` "
-        f"({status_phrase(counts)}). Per-run numbers: [summary.csv](summary.csv).",
+        f"({status_phrase(counts)}). Per-run numbers: [summary.csv](summary.csv); the ranking "
+        "of every unit, machine-readable: [ranking.csv](ranking.csv).",
         "",
     ]
+    if earlier_grid:
+        lines += [
+            f"> **{len(earlier_grid)} run record{'s' if len(earlier_grid) != 1 else ''} from an "
+            "earlier grid**: in the sweep folder "
+            f"but not in its `{records.GRID}`, so nothing here uses them: "
+            + ", ".join(f"`{r.folder.name}`" for r in earlier_grid[:10])
+            + (f" and {len(earlier_grid) - 10} more" if len(earlier_grid) > 10 else "")
+            + ".",
+            "",
+        ]
+    mixed = [u.label for u in units if u.mixed_devices]
+    if mixed:
+        lines += [
+            "> **Mixed hardware** in " + ", ".join(mixed) + ": ranked runs of one comparison "
+            "came from more than one kind of device (see each unit's ranking).",
+            "",
+        ]
     unfinished = counts.get("running", 0)
     if unfinished:
         lines += [
@@ -429,6 +351,11 @@ def write_readme(
             else []
         ),
         *_environment_lines(runs),
+        *(
+            [f"- Collapsed runs outside the rankings (tuning): {collapsed_elsewhere(units)}."]
+            if collapsed_elsewhere(units)
+            else []
+        ),
         "",
     ]
     stage_header = ["unit", "stage", *STATUS_ORDER, "total"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from actbench.report.analysis import STATUS_ORDER, Unit
-from actbench.report.tables import SUMMARY_COLUMNS
+from actbench.report.tables import RANKING_COLUMNS, SUMMARY_COLUMNS, ranking_rows
 
 log = logging.getLogger(__name__)
 
@@ -73,22 +73,11 @@ def log_to_wandb(
                 data=[[None if r[c] == "" else r[c] for c in columns] for r in rows],
             )
         }
-        rank_cols = ["unit", "rank", "activation", "mean", "std", "ci_half_width", "n", "tied_with"]
         payload["report/ranking"] = wandb.Table(
-            columns=rank_cols,
+            columns=list(RANKING_COLUMNS),
             data=[
-                [
-                    u.label,
-                    x.rank,
-                    x.activation,
-                    x.mean,
-                    x.std,
-                    x.half_width,
-                    x.n,
-                    ",".join(x.tied_with),
-                ]
-                for u in units
-                for x in u.rows
+                [None if row[c] == "" else row[c] for c in RANKING_COLUMNS]
+                for row in ranking_rows(units, sweep)
             ],
         )
         for image in images:
