@@ -26,6 +26,7 @@ from actbench.config import (
     run_dirname,
     run_id,
 )
+from actbench.run_lock import RunLock
 from conftest import CONF_DIR, REPO
 
 register_configs()
@@ -251,7 +252,7 @@ def test_a_held_lock_skips_the_run_without_touching_the_folder(tmp_path: Path, d
     run_dir = shutil.copytree(trained, tmp_path / "run")
     records.write_summary(run_dir, {**records.read_summary(run_dir), "status": "running"})
     mine = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir() if p.name != ".hydra"}
-    lock = records.RunLock(run_dir)
+    lock = RunLock(run_dir)
     assert lock.acquire()
     try:
         out = _done(_train(REPO, *SMOKE, "optimizer.lr=0.01", f"hydra.run.dir={run_dir}",
@@ -267,7 +268,7 @@ def test_a_held_lock_skips_the_run_without_touching_the_folder(tmp_path: Path, d
 
 
 def test_the_lock_is_released_by_the_os_when_its_holder_is_killed(tmp_path: Path):
-    code = f"from actbench import records; assert records.RunLock({str(tmp_path)!r}).acquire(); "
+    code = f"from actbench.run_lock import RunLock; assert RunLock({str(tmp_path)!r}).acquire(); "
     holder = subprocess.Popen([sys.executable, "-c", code + "import time; time.sleep(60)"])
     try:
         deadline = time.time() + 60
@@ -275,17 +276,17 @@ def test_the_lock_is_released_by_the_os_when_its_holder_is_killed(tmp_path: Path
             assert time.time() < deadline
             time.sleep(0.05)
         time.sleep(0.5)  # the holder has taken it (it sleeps only once it has)
-        assert not records.RunLock(tmp_path).acquire()
+        assert not RunLock(tmp_path).acquire()
     finally:
         holder.kill()  # SIGKILL: no clean-up code runs
         holder.wait()
-    lock = records.RunLock(tmp_path)
+    lock = RunLock(tmp_path)
     assert lock.acquire() and lock.held
     lock.release()
     # In one process a lock left held by an attempt that ended early is taken over.
-    stale = records.RunLock(tmp_path)
+    stale = RunLock(tmp_path)
     assert stale.acquire()
-    again = records.RunLock(tmp_path)
+    again = RunLock(tmp_path)
     assert again.acquire() and not stale.held
     again.release()
 

@@ -37,6 +37,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger
 from actbench import provenance, ranks, records, tracking
 from actbench.config import one_line_error, run_id
 from actbench.divergence import Diverged
+from actbench.run_lock import RunLock
 
 log = logging.getLogger("actbench.train")
 FINISHED = records.FINISHED
@@ -69,7 +70,7 @@ class RunLifecycle:
         self.summary: dict[str, Any] = {}
         self.wandb_logger: Logger | None = None
         self.group: str | None = None
-        self.lock: records.RunLock | None = None
+        self.lock: RunLock | None = None
         self.busy = False  # another process holds the lock and trains this run
 
     # -- opening the folder ----------------------------------------------------------------
@@ -87,7 +88,7 @@ class RunLifecycle:
         """
         run = cls(cfg, typed, overrides)
         if run.rank_zero:  # other ranks train under rank 0's lock
-            run.lock = records.RunLock(run.run_dir)
+            run.lock = RunLock(run.run_dir)
             if not run.lock.acquire():
                 run.busy = True
                 run.earlier_result = {"run_id": run.run_id, "skipped": "trained elsewhere"}

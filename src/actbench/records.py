@@ -515,9 +515,9 @@ def grid_folders(sweep_dir: Path) -> set[str] | None:
     return {name for names in data.get("stages", {}).values() for name in names}
 
 
-# --- whose run a folder holds: the result rule, the lock, the old naming, code versions ------
+# --- whose run a folder holds: the result rule, the old naming, code versions ------------------
 
-LOCK = ".lock"  # a run folder's lock file (RunLock): never moved aside, never a result
+LOCK = ".lock"  # a run folder's lock file (actbench.run_lock): never moved aside, never a result
 
 
 def is_result_of(summary: Mapping[str, Any] | None, run_id: str) -> bool:
@@ -525,54 +525,6 @@ def is_result_of(summary: Mapping[str, Any] | None, run_id: str) -> bool:
     recorded for the configuration ``run_id``. The training entry point and the sweeper both
     ask it, so a record of another configuration is never reported finished."""
     return bool(summary) and summary.get("status") in FINISHED and summary.get("run_id") == run_id
-
-
-_HELD_LOCKS: dict[str, RunLock] = {}  # the run locks this process holds, by path
-
-
-class RunLock:
-    """An exclusive OS lock (``flock``) on ``<run_dir>/.lock``, held by the one process that
-    trains the run, for its whole attempt. The OS drops it when the process ends however it
-    ends (kill -9 included), so it is never left held; the empty file stays."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir).resolve() / LOCK
-        self._fd: int | None = None
-
-    def acquire(self) -> bool:
-        """Take the lock without waiting; False when another process holds it."""
-        import fcntl  # POSIX only, so imported where it is used
-
-        # An attempt earlier in this process that ended by an exception before releasing it
-        # (a reused sweep worker) is over: its lock is this process's to drop.
-        stale = _HELD_LOCKS.pop(str(self.path), None)
-        if stale is not None:
-            stale.release()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # held by another process
-            os.close(fd)
-            return False
-        self._fd = fd
-        _HELD_LOCKS[str(self.path)] = self
-        return True
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        import fcntl
-
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
-        self._fd = None
-        if _HELD_LOCKS.get(str(self.path)) is self:
-            del _HELD_LOCKS[str(self.path)]
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
 
 
 def adopt_legacy(run_dir: Path, legacy_dir: Path, run_id: str) -> bool:
@@ -583,7 +535,7 @@ def adopt_legacy(run_dir: Path, legacy_dir: Path, run_id: str) -> bool:
     ``.hydra/`` and ``train.log`` there) entry by entry, the record last, so a move cut short
     is finished by the next call; the old folder's copy of a name ``run_dir`` already has goes
     to ``previous/legacy-<old name>/``, so nothing is lost. Call it while holding ``run_dir``'s
-    :class:`RunLock`, or while ``run_dir`` does not exist.
+    lock (:class:`actbench.run_lock.RunLock`), or while ``run_dir`` does not exist.
     """
     run_dir, legacy_dir = Path(run_dir), Path(legacy_dir)
     if not legacy_dir.is_dir() or legacy_dir.resolve() == run_dir.resolve():

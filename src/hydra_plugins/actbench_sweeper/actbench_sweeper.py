@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from actbench import records, tuning
 from actbench import sweep as sweeps
+from actbench.run_lock import RunLock
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +344,7 @@ class ActbenchSweeper(Sweeper):
 def _adopt_legacy(folder: Path, legacy: Path, run_id: str) -> bool:
     """:func:`actbench.records.adopt_legacy` under the folder's lock when the folder exists
     (a process training it keeps it as it is)."""
-    lock = records.RunLock(folder) if folder.is_dir() else None
+    lock = RunLock(folder) if folder.is_dir() else None
     if lock is not None and not lock.acquire():
         return False
     try:
