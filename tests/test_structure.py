@@ -39,6 +39,14 @@ def _imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
         else:
             continue
         found.update(t for t in targets if t in known and t != name)
+    # Importing a.b.c runs a.b's __init__ first: from outside that package it is an edge too
+    # (a package __init__ that imports its own modules then closes a loop at run time).
+    for target in list(found):
+        parts = target.split(".")
+        for i in range(1, len(parts)):
+            parent = ".".join(parts[:i])
+            if parent in known and not name.startswith(parent + ".") and parent != name:
+                found.add(parent)
     return found
 
 
@@ -60,6 +68,19 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         if node not in state:
             visit(node, [])
     return cycles
+
+
+def test_a_cycle_through_a_package_init_is_found(tmp_path: Path):
+    pkg = tmp_path / "pkg"
+    (pkg / "rep").mkdir(parents=True)
+    (pkg / "rep" / "__init__.py").write_text("from pkg.rep.cli import main\n")
+    (pkg / "rep" / "cli.py").write_text("import pkg.board\n")
+    (pkg / "rep" / "stats.py").write_text("")
+    (pkg / "board.py").write_text("from pkg.rep.stats import x\n")
+    known = {"pkg.rep": pkg / "rep" / "__init__.py", "pkg.rep.cli": pkg / "rep" / "cli.py",
+             "pkg.rep.stats": pkg / "rep" / "stats.py", "pkg.board": pkg / "board.py"}  # fmt: skip
+    graph = {name: _imports(name, path, known) for name, path in known.items()}
+    assert _cycles(graph) == [["pkg.board", "pkg.rep", "pkg.rep.cli", "pkg.board"]]
 
 
 def test_the_cycle_finder_finds_a_planted_cycle():
@@ -158,7 +179,7 @@ def test_the_sweeper_reads_records_through_the_records_module(tmp_path, counted_
 
 
 def test_the_report_reads_records_through_the_records_module(tmp_path, counted_reads):
-    from actbench.report import build_report
+    from actbench.report.cli import build_report
 
     build_report(_sweep_of_two(tmp_path), tmp_path / "out", sweep_name="demo")
     assert {p.name for p in counted_reads} >= {"run0", "run1"}

@@ -26,7 +26,3 @@ seeds), :mod:`~actbench.report.figures`, :mod:`~actbench.report.tables` (``summa
 (``README.md``), :mod:`~actbench.report.wandb_log` (the W&B report run) and
 :mod:`~actbench.report.cli` (``build_report``, the ``actbench-report`` command).
 """
-
-from actbench.report.cli import build_report, main
-
-__all__ = ["build_report", "main"]

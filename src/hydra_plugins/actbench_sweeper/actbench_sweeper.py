@@ -327,7 +327,7 @@ class ActbenchSweeper(Sweeper):
             return
         assert self.config is not None
         try:
-            from actbench.report import build_report
+            from actbench.report.cli import build_report
 
             out = build_report(
                 Path(self.config.hydra.sweep.dir),
