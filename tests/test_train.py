@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import run_train
+from conftest import REPO, run_train
 
 WANDB = Path(sys.executable).parent / "wandb"
 
@@ -117,3 +118,22 @@ def test_compiled_run_trains_and_records(tmp_path: Path, data_root: Path):
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads((run_dir / "summary.json").read_text())
     assert record["status"] == "completed" and record["metrics"]["test/acc"] > 0.5
+
+
+def test_a_default_run_prints_its_result_line_and_nothing_else(tmp_path: Path, data_root: Path):
+    # As a user runs it: W&B not silenced, default warning filters, output to a pipe (no bar).
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_SILENT", "PYTHONWARNINGS")}
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "actbench.train", "trainer.max_steps=5",
+         f"hydra.run.dir={run_dir}", f"data.root={data_root}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == ""  # no Python warning, no W&B or Lightning chatter
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout
+    assert lines[0].startswith("actbench: completed gelu mlp on mnist1d: test/acc=")
+    # Every log record also goes to Hydra's file log: none at WARNING or above.
+    logged = (run_dir / "train.log").read_text()
+    assert not any(f"[{level}]" in logged for level in ("WARNING", "ERROR", "CRITICAL")), logged

@@ -22,8 +22,9 @@ log = logging.getLogger("actbench.train")
 register_configs()
 
 
-def _quiet_library_chatter(in_sweep: bool) -> None:
-    """Silence known-harmless library chatter that would bury the one line a user needs.
+def _quiet_library_chatter() -> None:
+    """Silence known-harmless library chatter that would bury the one line a user needs: a
+    run prints its progress bar (on a terminal) and its result line, nothing else.
 
     Called inside the task function, not at import: a sweep's workers receive the task by value
     (it lives in ``__main__``), so module-level code never runs there.
@@ -35,9 +36,10 @@ def _quiet_library_chatter(in_sweep: bool) -> None:
         ".*does not have many workers.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)
-    if in_sweep:  # "GPU available: ..." once per job is noise between the progress lines
-        logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
-        logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
+    # Lightning's INFO lines ("GPU available", a product tip, "max_steps reached") say nothing
+    # the run line does not; its warnings still show.
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
 
 
 def _task_overrides() -> list[str]:
@@ -112,7 +114,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not torch.cuda.is_available():
         os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
     # After the imports: Lightning sets its logger's level when imported.
-    _quiet_library_chatter(in_sweep=OmegaConf.select(cfg, "sweep.name") is not None)
+    _quiet_library_chatter()
     typed = validate(cfg)
     validate_trainer(typed.trainer)
     run = RunLifecycle.open(cfg, typed, _task_overrides())
@@ -152,10 +154,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [instantiate(node, **probes.get(name, {})) for name, node in cfg.callbacks.items()]
     resumable = ResumableState()
     callbacks += [DivergenceMonitor(), resumable]
-    if typed.trainer.enable_progress_bar:
+    # The bar redraws itself on a terminal; written to a file or a pipe it is only noise.
+    progress_bar = typed.trainer.enable_progress_bar and sys.stdout.isatty()
+    if progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     trainer = instantiate(
-        cfg.trainer, logger=loggers, callbacks=callbacks, default_root_dir=str(run.run_dir)
+        cfg.trainer,
+        logger=loggers,
+        callbacks=callbacks,
+        default_root_dir=str(run.run_dir),
+        enable_progress_bar=progress_bar,
     )
     with run.training(trainer, callbacks):
         trainer.fit(module, datamodule=datamodule, ckpt_path=run.ckpt_path)
