@@ -55,6 +55,8 @@ def in_grid(run: RunRecord, spec: dict[str, Any]) -> bool:
     for key, param in spec["parameters"].items():
         values = param["values"] if "values" in param else [param["value"]]
         actual = run.param(key)
+        if actual is None and None in values:  # a key the grid sets to null (the default)
+            continue
         if actual is None or isinstance(actual, dict):  # a group choice (data=digits) or preset
             given = overrides.get(key)
             if given is None:

@@ -64,6 +64,7 @@ class Dying(Experiment):
     )
     small: ClassVar[dict[str, Any]] = {
         "data": "digits",
+        "data.num_samples": None,  # the preset's MNIST-1D size does not apply to digits
         "activation": ["relu", "gelu"],
         "optimizer.lr": [0.001, 0.1],
         "seed": [0],

@@ -69,6 +69,7 @@ class GeluPaper(Experiment):
     )
     small: ClassVar[dict[str, Any]] = {
         "data": "digits",
+        "data.num_samples": None,  # the preset's MNIST-1D size does not apply to digits
         "activation": ["gelu_tanh", "relu"],
         "optimizer.lr": [0.001, 0.0001],
         "seed": [0],
