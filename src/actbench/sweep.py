@@ -38,12 +38,13 @@ from typing import Any
 
 import yaml
 
+from actbench import records
 from actbench.records import (
     FINISHED,
     GOALS,
     SELECT_METRIC,
     parse_overrides,
-    read_sweep,
+    run_folders,
     status,
 )
 from actbench.tuning import Protocol
@@ -223,9 +224,12 @@ def progress_line(manifest: dict[str, Any], now: float | None = None) -> str:
     failed = statuses.count("failed")
     diverged = statuses.count("diverged")
     seconds_by_kind: dict[str, list[float]] = {}
-    for rec in read_sweep(root):
-        if rec.finished and rec.wall_time_s is not None:
-            seconds_by_kind.setdefault(run_kind(rec.override_list), []).append(rec.wall_time_s)
+    # After every job: summaries only (a RunRecord would also parse each run's config.yaml).
+    for folder in run_folders(root):
+        rec = records.read_summary(folder) or {}
+        seconds = rec.get("wall_time_s")
+        if rec.get("status") in FINISHED and isinstance(seconds, (int, float)):
+            seconds_by_kind.setdefault(run_kind(rec.get("overrides") or []), []).append(seconds)
     to_come = list(manifest.get("to_come") or [])
     pending = [k for k, s in zip(kinds, statuses, strict=True) if s not in (*FINISHED, "failed")]
     left, unknown = time_left(pending + to_come, seconds_by_kind, manifest.get("workers", 1))
