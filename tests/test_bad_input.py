@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from actbench.config import ConfigError, one_line_error, register_configs, run_id, validate
 from actbench.data import DataError, DataModule, torchvision_files
-from actbench.train import _probe_sizes
+from actbench.train import probe_sizes
 from conftest import CONF_DIR, run_train
 
 register_configs()
@@ -116,14 +116,14 @@ def test_a_probe_larger_than_its_split_is_the_whole_split_with_one_warning(
     )
     sizes = {"train": 1293, "val": 144, "test": 360}
     with caplog.at_level(logging.WARNING, logger="actbench.train"):
-        clamped = _probe_sizes(cfg, sizes, warn=True)
+        clamped = probe_sizes(cfg, sizes, warn=True)
     assert clamped == {"curvature": {"probe_size": 1293}}  # 100 <= 144 stays as asked
     (record,) = caplog.records
     assert "callbacks.curvature.probe_size=1000000" in record.getMessage()
     assert "train split (1293 examples)" in record.getMessage()
     assert "\n" not in record.getMessage()
     caplog.clear()
-    assert _probe_sizes(cfg, sizes, warn=False) == clamped and not caplog.records  # ranks > 0
+    assert probe_sizes(cfg, sizes, warn=False) == clamped and not caplog.records  # ranks > 0
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:

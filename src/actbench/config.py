@@ -188,6 +188,13 @@ class Config:
     run_dir: str = "."  # set by Hydra to the job's output folder
     rerun: bool = False  # train again even if this run's record says completed
     sweep: SweepInfo = field(default_factory=SweepInfo)
+    # Packed runs (actbench.packing): the sweeper trains runs that differ only in activation,
+    # seed, learning rate, betas, weight decay or momentum side by side in one process and one
+    # Trainer. off; auto (packs of up to 16, at least one per launcher worker); or a number
+    # (at most that many runs per pack). A packed run keeps its run_id, folder and record.
+    pack: str = "off"
+    # Set by the sweeper on the one job that trains a pack: every member's overrides (JSON).
+    pack_members: str | None = None
 
 
 def register_configs() -> None:
@@ -294,6 +301,21 @@ def _valid_devices(devices: Any) -> bool:
     return False
 
 
+PACK_CHOICES = "off, auto or a number of runs per pack (>= 1)"
+
+
+def pack_limit(setting: Any) -> int | None:
+    """``pack`` as a size limit: None for off, 0 for auto, else the number; bad values raise."""
+    text = str(setting).strip().lower()
+    if text in ("off", "false", "none", "1"):
+        return None
+    if text == "auto":
+        return 0
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise ConfigError(f"pack={setting!r} is not a pack setting; valid: {PACK_CHOICES}")
+
+
 def validate(cfg: DictConfig) -> Config:
     """Check ranges, choices and combinations; return the typed config object."""
     try:
@@ -331,6 +353,7 @@ def validate(cfg: DictConfig) -> Config:
             f"data.name={obj.data.name!r} has a fixed size"
         )
     _check_model_data(obj.model, obj.data)
+    pack_limit(obj.pack)
     if obj.trainer.max_epochs < -1 or obj.trainer.max_epochs == 0:
         raise ConfigError(
             f"trainer.max_epochs={obj.trainer.max_epochs!r} is not allowed; "
@@ -404,6 +427,8 @@ NON_IDENTITY_KEYS = (
     "trainer.accelerator",
     "data.download",
     "data.verify_checksums",
+    "pack",
+    "pack_members",
 )
 # Keys added after runs were recorded, left out while at the value every earlier run had, so
 # earlier run ids stay valid (a completed run is still found, not trained twice).
@@ -449,18 +474,19 @@ def _parent(container: dict[str, Any], dotted: str) -> tuple[dict[str, Any], str
     return (node if isinstance(node, dict) else {}), leaf
 
 
-def _digest(obj: Any) -> str:
+def digest(obj: Any) -> str:
+    """A 10-hex-digit hash of a JSON-able value, key order ignored (run and pack ids)."""
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def run_id(cfg: DictConfig | dict[str, Any]) -> str:
     """Stable 10-hex-digit id: equal configurations get equal ids however they were spelled."""
-    return _digest(run_identity(cfg))
+    return digest(run_identity(cfg))
 
 
 def group_id(cfg: DictConfig) -> str:
     """The configuration minus the seed, so W&B groups average over seeds."""
-    return _digest(run_identity(cfg, drop=("seed",)))
+    return digest(run_identity(cfg, drop=("seed",)))
 
 
 def run_dirname(cfg: DictConfig | dict[str, Any]) -> str:
@@ -485,7 +511,7 @@ def run_dirname(cfg: DictConfig | dict[str, Any]) -> str:
         f"s{identity.get('seed')}",
     ]
     readable = re.sub(r"[^A-Za-z0-9_.=,+-]+", "-", "_".join(fields))[:80]
-    return f"{readable}__{_digest(identity)}"
+    return f"{readable}__{digest(identity)}"
 
 
 def legacy_run_dirname(override_dirname: str) -> str:

@@ -72,6 +72,10 @@ class RunLifecycle:
         self.group: str | None = None
         self.lock: RunLock | None = None
         self.busy = False  # another process holds the lock and trains this run
+        # Set when the run trains in a pack (actbench.packing): what the pack was, so the record
+        # can say what its wall time and memory mean.
+        self.pack: dict[str, Any] | None = None
+        self.resumed_from: dict[str, Any] | None = None  # a packed member's restored state
 
     # -- opening the folder ----------------------------------------------------------------
 
@@ -225,15 +229,16 @@ class RunLifecycle:
         typed = self.typed
         self.group = self.cfg.logger.group or default_group(self.cfg)
         csv_logger = tracking.csv_logger(self.run_dir)
-        if self.resume and self.rank_zero:  # keep the rows logged up to the checkpoint
-            state = checkpoint_state(self.last_ckpt)
+        # A packed member resumes from its pack state (actbench.packing.state), not last.ckpt.
+        state = self.resumed_from or (checkpoint_state(self.last_ckpt) if self.resume else None)
+        if state is not None and self.rank_zero:  # keep the rows logged up to the checkpoint
             metrics_csv = self.run_dir / records.METRICS
             header, rows = records.read_metrics_rows(metrics_csv, state.get("metrics_rows"))
             writer = csv_logger.experiment  # Lightning's writer deletes an existing metrics.csv...
             if header:
                 records.write_metrics_rows(metrics_csv, header, rows)  # ...so put the rows back
                 writer.metrics_keys = list(header)
-            log.info("resuming from %s (step %d)", self.last_ckpt, state["global_step"])
+            log.info("resuming %s from step %d", self.run_dir, state["global_step"])
         loggers: list[Logger] = [csv_logger]
         if typed.logger.wandb and self.rank_zero:
             self.wandb_logger = tracking.start_wandb(
@@ -308,6 +313,8 @@ class RunLifecycle:
         summary["wall_time_s"] = self._elapsed()
         summary["steps"] = trainer.global_step
         summary["peak_memory"] = provenance.peak_memory()
+        if self.pack is not None:
+            summary.update(pack_shares(self.pack, summary["wall_time_s"], summary["peak_memory"]))
         summary["diagnostics_s"] = {
             type(c).__name__: round(c.seconds, 3) for c in callbacks if isinstance(c, Diagnostic)
         }
@@ -358,6 +365,20 @@ def default_group(cfg: DictConfig) -> str:
     from actbench.config import group_id
 
     return f"{cfg.model.name}-{cfg.activation.name}-{cfg.data.name}-{group_id(cfg)}"
+
+
+def pack_shares(pack: dict[str, Any], wall_time_s: float, peak: dict[str, Any]) -> dict[str, Any]:
+    """A packed member's cost: the pack's totals under ``pack``, and the member's equal share
+    of them as its ``wall_time_s`` and ``peak_memory`` (what one run of a pack cost), so cost
+    columns compare packed and unpacked runs per run."""
+    size = max(int(pack["size"]), 1)
+    share = {k: round(v / size, 3) for k, v in peak.items() if isinstance(v, int | float)}
+    return {
+        "pack": {**pack, "wall_time_s": wall_time_s, "peak_memory": peak,
+                 "member_share": "wall_time_s and peak_memory are the pack's divided by size"},
+        "wall_time_s": round(wall_time_s / size, 3),
+        "peak_memory": share,
+    }  # fmt: skip
 
 
 def scalars(metrics: dict[str, Any]) -> dict[str, float]:

@@ -35,6 +35,10 @@ METRICS = "metrics.csv"
 SELECTION = "selection.json"
 TEST_CORRECT = "test_correct.npz"  # per-example test correctness, bit-packed
 GRID = "grid.json"  # the run folders of the sweep's current grid, per stage
+# A packed member's resumable state (actbench.packing.state), and the same state written but
+# not yet committed by every member of its pack.
+PACK_STATE = "pack_state.pt"
+PACK_STATE_PENDING = "pack_state.pending.pt"
 STATUSES = ("running", "completed", "diverged", "failed")
 FINISHED = ("completed", "diverged")  # a rerun skips these: diverging is a result too
 GOALS = ("maximize", "minimize")
@@ -89,8 +93,15 @@ def atomic_write_json(path: Path, data: Any, indent: int = 2) -> Path:
     return Path(path)
 
 
+def promote(pending: Path, final: Path) -> None:
+    """Rename a complete file onto its final name, atomically (the second phase of a
+    write that must land in several folders together: see actbench.packing.state)."""
+    os.replace(pending, final)
+
+
 def clear_partial_writes(
-    run_dir: Path, names: tuple[str, ...] = (SUMMARY, METRICS, TEST_CORRECT)
+    run_dir: Path,
+    names: tuple[str, ...] = (SUMMARY, METRICS, TEST_CORRECT, PACK_STATE, PACK_STATE_PENDING),
 ) -> None:
     """Remove the temporary files of atomic writes that a killed process left half-written.
 

@@ -22,7 +22,7 @@ log = logging.getLogger("actbench.train")
 register_configs()
 
 
-def _quiet_library_chatter() -> None:
+def quiet_library_chatter() -> None:
     """Silence known-harmless library chatter that would bury the one line a user needs: a
     run prints its progress bar (on a terminal) and its result line, nothing else.
 
@@ -48,7 +48,7 @@ def _task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def _flat_config(cfg: Any, gain: float) -> dict[str, Any]:
+def flat_config(cfg: Any, gain: float) -> dict[str, Any]:
     """Flat keys for W&B tables and filters, beside the nested config."""
     return {
         "activation": cfg.activation.name,
@@ -70,7 +70,7 @@ def _flat_config(cfg: Any, gain: float) -> dict[str, Any]:
 PROBE_SPLITS = {"CurvatureMonitor": "train", "DeadNeuronMonitor": "val"}
 
 
-def _probe_sizes(cfg: DictConfig, sizes: dict[str, int], warn: bool) -> dict[str, dict[str, int]]:
+def probe_sizes(cfg: DictConfig, sizes: dict[str, int], warn: bool) -> dict[str, dict[str, int]]:
     """Probe sizes larger than their split, clamped to the whole split with one warning each.
 
     A larger probe cannot be drawn, and "all of it" is what such a value asks for (the README
@@ -114,7 +114,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not torch.cuda.is_available():
         os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
     # After the imports: Lightning sets its logger's level when imported.
-    _quiet_library_chatter()
+    quiet_library_chatter()
+    if cfg.get("pack_members"):  # the sweeper's job for a pack of runs
+        from actbench.packing.run import train_job
+
+        return {"pack": train_job(cfg)}
     typed = validate(cfg)
     validate_trainer(typed.trainer)
     run = RunLifecycle.open(cfg, typed, _task_overrides())
@@ -148,9 +152,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             compile_model=typed.compile,
         )
     run.begin(model.init_gain, datamodule.stats)
-    loggers = run.loggers(_flat_config(typed, model.init_gain))
+    loggers = run.loggers(flat_config(typed, model.init_gain))
 
-    probes = _probe_sizes(cfg, datamodule.stats["sizes"], warn=run.rank_zero)
+    probes = probe_sizes(cfg, datamodule.stats["sizes"], warn=run.rank_zero)
     callbacks = [instantiate(node, **probes.get(name, {})) for name, node in cfg.callbacks.items()]
     resumable = ResumableState()
     callbacks += [DivergenceMonitor(), resumable]

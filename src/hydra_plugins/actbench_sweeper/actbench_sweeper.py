@@ -94,10 +94,12 @@ class ActbenchSweeper(Sweeper):
         (:func:`actbench.config.run_dirname`). Also notes, for the skip decision, each
         folder's run_id and its name under the earlier naming (``self.identities``)."""
         from actbench.config import legacy_run_dirname, run_id
+        from actbench.packing.keys import pack_key
 
         saved = HydraConfig.instance().cfg
         dirs: list[Path] = []
         self.identities: dict[Path, tuple[str, str]] = {}
+        self.pack_keys: dict[Path, str] = {}  # which runs may share a pack, and the setting
         # Composed configs are kept for later stages (their jobs share the group choices).
         cache: dict[Any, DictConfig] = self.__dict__.setdefault("_job_configs", {})
         try:
@@ -108,6 +110,7 @@ class ActbenchSweeper(Sweeper):
                 folder = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
                 legacy = legacy_run_dirname(cfg.hydra.job.override_dirname)
                 self.identities[folder] = (run_id(cfg), legacy)
+                self.pack_keys[folder] = f"{cfg.get('pack', 'off')}:{pack_key(cfg)}"
                 dirs.append(folder)
         finally:
             if saved is not None:
@@ -240,10 +243,29 @@ class ActbenchSweeper(Sweeper):
             flush=True,
         )
         if todo:
-            results = self.launcher.launch(todo, initial_job_idx=self.job_index)
-            self.job_index += len(todo)
+            todo_dirs = [d for d, finished in zip(dirs, done, strict=True) if not finished]
+            launched = self._packed(todo, [self.pack_keys[d] for d in todo_dirs], manifest)
+            results = self.launcher.launch(launched, initial_job_idx=self.job_index)
+            self.job_index += len(launched)
             self._note_failures(results, tuning.varying([tuple(job) for job in jobs]))
         return dirs
+
+    def _packed(self, todo: list[list[str]], keys: list[str], manifest: dict) -> list[list[str]]:
+        """The jobs to launch: with ``pack`` on, one job per pack of runs that may share one
+        (:func:`actbench.packing.keys.form_packs`), else one per run."""
+        from actbench.packing.keys import form_packs, pack_job
+
+        packs: list[list[int]] = []
+        for setting in dict.fromkeys(k.split(":", 1)[0] for k in keys):
+            chosen = [i for i, k in enumerate(keys) if k.split(":", 1)[0] == setting]
+            grouped = form_packs([keys[i] for i in chosen], setting, manifest["workers"])
+            packs += [[chosen[j] for j in pack] for pack in grouped]
+        if len(packs) < len(todo):
+            sizes = sorted((len(p) for p in packs), reverse=True)
+            print(f"sweep {manifest['name']}: {len(todo)} runs in {len(packs)} packs "
+                  f"(sizes {', '.join(map(str, sizes[:8]))}{', ...' * (len(sizes) > 8)})",
+                  flush=True)  # fmt: skip
+        return [pack_job([todo[i] for i in pack]) for pack in packs]
 
     def _note_failures(self, results: Any, swept: set[str]) -> None:
         """Name each failed run by its swept values (what a reader recognises) and folder."""
