@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from actbench.config import ConfigError, one_line_error, register_configs, run_id, validate
 from actbench.data import DataError, DataModule, torchvision_files
-from actbench.train import probe_sizes
+from actbench.diagnostics.base import probe_sizes
 from conftest import CONF_DIR, run_train
 
 register_configs()

@@ -20,6 +20,7 @@ from actbench.diagnostics import (
     GradientNormMonitor,
     log_spaced_steps,
 )
+from actbench.diagnostics.curvature import eval_differs
 from actbench.diagnostics.grad_norms import block_norms, parameter_blocks
 from actbench.models.mlp import MLP
 from actbench.module import Classifier, classification_loss
@@ -70,7 +71,9 @@ def _quadratic(eigenvalues: list[float], seed: int = 0):
 def test_spectrum_of_an_indefinite_quadratic():
     eigenvalues = [-5.0, -1.0, 0.5, 2.0, 3.0, 0.0, 1.0, -0.5]
     hvp, _ = _quadratic(eigenvalues)
-    top, bottom, _ = hessian.lanczos_extremes(hvp, len(eigenvalues), tol=1e-8)
+    res = hessian.lanczos_extremes(hvp, len(eigenvalues), tol=1e-8)
+    top, bottom = res.top, res.bottom
+    assert res.top_converged and res.bottom_converged and res.hvps <= len(eigenvalues)
     assert top == pytest.approx(3.0, abs=1e-4) and bottom == pytest.approx(-5.0, abs=1e-4)
     trace, se = hessian.hutchinson_trace(hvp, len(eigenvalues), samples=400, seed=1)
     assert se > 0 and abs(trace - sum(eigenvalues)) < 4 * se
@@ -92,10 +95,12 @@ def test_lanczos_converging_on_the_top_alone_takes_fewer_products_for_the_same_t
             calls[0] += 1
             return hvp(v)
 
-        tops[converge], _, _ = hessian.lanczos_extremes(
+        res = hessian.lanczos_extremes(
             counted, len(eigenvalues), tol=1e-6, max_iter=150, converge=converge
         )
+        tops[converge] = res.top
         counts[converge] = calls[0]
+        assert res.hvps == calls[0] and res.top_converged
     assert tops["top"] == pytest.approx(10.0, rel=1e-5) and tops["both"] == pytest.approx(10.0)
     assert counts["top"] < counts["both"] / 2, counts
     with pytest.raises(ValueError, match="converge='middle'"):
@@ -124,7 +129,8 @@ def test_top_eig_matches_the_dense_hessian_of_a_small_mlp(name: str):
     hvp, n = hessian.model_hvp(
         model, partial(classification_loss, "ce"), [(x[:40], y[:40]), (x[40:], y[40:])]
     )
-    top, bottom, _ = hessian.lanczos_extremes(hvp, n, dtype=torch.float64, tol=1e-6)
+    res = hessian.lanczos_extremes(hvp, n, dtype=torch.float64, tol=1e-6)
+    top, bottom = res.top, res.bottom
     assert top == pytest.approx(eig[-1].item(), rel=0.01)
     assert bottom == pytest.approx(eig[0].item(), rel=0.01, abs=1e-6)
 
@@ -181,11 +187,14 @@ def test_end_to_end_diagnostics_in_record_and_relu_dies_at_high_lr(tmp_path: Pat
                  "act/neg_share"]  # fmt: skip
     for key in fractions:
         assert 0.0 <= metrics[key] <= 1.0, key
-    finite = ["grad/global_norm", "curv/top_eig", "curv/min_eig", "curv/trace", "curv/trace_se",
-              "curv/stability_ratio", "act/pre_std", "act/mean_abs_f2"]  # fmt: skip
+    finite = ["grad/global_norm", "curv/top_eig", "curv/trace", "curv/trace_se",
+              "curv/stability_ratio", "act/pre_std", "act/mean_abs_f2", "curv/hvps"]  # fmt: skip
     for key in finite:
         assert math.isfinite(metrics[key]), key
-    assert metrics["curv/top_eig"] >= metrics["curv/min_eig"]
+    # The minimum under its own name only when converged, else as a bound; never both.
+    (bottom_key,) = {"curv/min_eig", "curv/min_eig_bound"} & set(metrics)
+    assert metrics["curv/top_eig"] >= metrics[bottom_key]
+    assert metrics["curv/nonfinite"] == 0 and metrics["act/nonfinite_layers"] == 0
     assert metrics["dead/hard"] > 0  # a ReLU MLP at a high learning rate loses units
     assert "act/convex_share" not in metrics  # ReLU's f'' is undefined at its kink
     header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
@@ -201,9 +210,69 @@ def test_every_activation_gets_finite_diagnostics(name: str):
     monitor = CurvatureMonitor(trace_samples=2, lanczos_max_iter=8)
     monitor.chunks = [(x, y)]
     curv, layers = monitor.compute(model)
-    assert math.isfinite(curv["curv/top_eig"]) and curv["curv/top_eig"] >= curv["curv/min_eig"]
+    bottom = curv.get("curv/min_eig", curv.get("curv/min_eig_bound"))
+    assert math.isfinite(curv["curv/top_eig"]) and curv["curv/top_eig"] >= bottom
+    assert curv["curv/nonfinite"] == 0 and curv["curv/eval_mode_differs"] == (
+        name == "stochastic_gelu"
+    )
     f2 = layers["act/mean_abs_f2"]
     if name in ("identity", "relu", "leaky_relu"):  # f'' = 0 wherever it is defined
         assert all(v == 0.0 for v in f2.values())
     else:
         assert all(v > 0.0 for v in f2.values())
+
+
+def _monitor(x: torch.Tensor, y: torch.Tensor, **kwargs) -> CurvatureMonitor:
+    monitor = CurvatureMonitor(**{"trace_samples": 2, "lanczos_max_iter": 8, **kwargs})
+    monitor.chunks = [(x, y)]
+    return monitor
+
+
+def test_min_eig_is_logged_as_such_only_when_converged():
+    model = _mlp("tanh", width=8)
+    x, y = torch.randn(64, 10), torch.randint(0, 3, (64,))
+    n = sum(p.numel() for p in model.parameters())
+    short, _ = _monitor(x, y, lanczos_max_iter=3, lanczos_converge="top").compute(model)
+    assert "curv/min_eig_bound" in short and "curv/min_eig" not in short
+    assert short["curv/hvps"] == 3 + 2  # three Lanczos products, two trace samples
+    full, _ = _monitor(x, y, lanczos_max_iter=n, lanczos_converge="both").compute(model)
+    assert "curv/min_eig" in full and "curv/min_eig_bound" not in full
+    assert full["curv/top_converged"] == 1.0 and full["curv/top_residual"] <= 1e-3
+    assert short["curv/min_eig_bound"] >= full["curv/min_eig"] - 1e-5  # a bound, from above
+
+
+def test_a_non_finite_hessian_is_a_counted_event_and_nan_layers_are_not_skipped():
+    model = _mlp("gelu", width=8)
+    x, y = torch.randn(64, 10), torch.randint(0, 3, (64,))
+    monitor = _monitor(x, y)
+    good, _ = monitor.compute(model)
+    assert good["curv/nonfinite"] == 0 and good["act/nonfinite_layers"] == 0
+    with torch.no_grad():
+        model.hidden[1].linear.weight[0, 0] = float("nan")  # the second layer's units: NaN
+    bad, layers = monitor.compute(model)
+    assert bad["curv/nonfinite"] == 1 and math.isnan(bad["curv/top_eig"])
+    assert math.isnan(bad["curv/trace"])  # reported NaN, never left out
+    assert math.isnan(layers["act/mean_abs_f2"]["hidden.1.act"])
+    assert math.isfinite(layers["act/mean_abs_f2"]["hidden.0.act"])
+    assert math.isnan(bad["act/mean_abs_f2"]) and bad["act/nonfinite_layers"] >= 1
+    again, _ = monitor.compute(model)
+    assert again["curv/nonfinite"] == 2  # counted over the run (and kept in the state)
+    assert monitor.state_dict()["nonfinite"] == 2
+
+
+def test_eval_mode_differences_are_flagged_for_mode_dependent_activations():
+    x, y = torch.randn(32, 10), torch.randint(0, 3, (32,))
+    for name, differs in (("stochastic_gelu", 1.0), ("gelu", 0.0), ("noisy_relu", 0.0)):
+        curv, _ = _monitor(x, y, trace_samples=0).compute(_mlp(name, width=8))
+        assert curv["curv/eval_mode_differs"] == differs, name
+
+    class Flagged(torch.nn.Module):  # the convention: a class attribute, read by getattr
+        train_eval_differ = True
+
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(z)
+
+    flagged = _mlp("tanh", width=8)
+    assert not eval_differs(flagged)
+    flagged.hidden[1].act = Flagged()
+    assert eval_differs(flagged)

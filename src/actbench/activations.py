@@ -1,6 +1,7 @@
 """Activation registry: name -> ``nn.Module``, plus each activation's variance-preserving init gain.
 
-Built-in PyTorch modules are used where they exist; the custom ones live in
+Built-in PyTorch modules are used where they exist and their second derivative stays finite (not
+``nn.Mish``'s); the custom ones live in
 :mod:`actbench.activation_modules`. torch is imported on the first build, not here: names and
 parameters are checked (config validation, a sweep's pre-run check) without it. Pure math: no
 Lightning here, so the atlas and the benchmarks reuse it.
@@ -68,7 +69,8 @@ REGISTRY: dict[str, ActivationSpec] = {
         {"beta": 1.0, "learnable": False},
         "x·σ(βx), β optionally learnable",
     ),
-    "mish": ActivationSpec(lambda: _nn().Mish(), description="x·tanh(softplus(x))"),
+    # Not nn.Mish: the same forward and gradient, but a second derivative that does not overflow.
+    "mish": ActivationSpec(lambda: _custom().Mish(), description="x·tanh(softplus(x))"),
     "noisy_relu": ActivationSpec(
         lambda sigma: _custom().NoisyReLU(sigma),
         {"sigma": 1.0},

@@ -132,3 +132,21 @@ def finish_wandb(logger: Logger | None, exit_code: int, summary: dict[str, Any])
         for key, value in summary.items():
             wandb.run.summary[key] = value
         wandb.finish(exit_code=exit_code)
+
+
+def flat_config(cfg: Any, gain: float) -> dict[str, Any]:
+    """Flat keys for W&B tables and filters, beside the nested config."""
+    return {
+        "activation": cfg.activation.name,
+        "model": cfg.model.name,
+        "dataset": cfg.data.name,
+        "optimizer": cfg.optimizer.name,
+        "lr": cfg.optimizer.lr,
+        "seed": cfg.seed,
+        "batch_size": cfg.data.batch_size,
+        "max_steps": cfg.trainer.max_steps,
+        "depth": getattr(cfg.model, "depth", None),
+        "width": getattr(cfg.model, "width", None),
+        "loss": cfg.loss,
+        "init_gain": gain,
+    }

@@ -48,50 +48,6 @@ def _task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def flat_config(cfg: Any, gain: float) -> dict[str, Any]:
-    """Flat keys for W&B tables and filters, beside the nested config."""
-    return {
-        "activation": cfg.activation.name,
-        "model": cfg.model.name,
-        "dataset": cfg.data.name,
-        "optimizer": cfg.optimizer.name,
-        "lr": cfg.optimizer.lr,
-        "seed": cfg.seed,
-        "batch_size": cfg.data.batch_size,
-        "max_steps": cfg.trainer.max_steps,
-        "depth": getattr(cfg.model, "depth", None),
-        "width": getattr(cfg.model, "width", None),
-        "loss": cfg.loss,
-        "init_gain": gain,
-    }
-
-
-# The split each diagnostic takes its probe from (its first probe_size examples).
-PROBE_SPLITS = {"CurvatureMonitor": "train", "DeadNeuronMonitor": "val"}
-
-
-def probe_sizes(cfg: DictConfig, sizes: dict[str, int], warn: bool) -> dict[str, dict[str, int]]:
-    """Probe sizes larger than their split, clamped to the whole split with one warning each.
-
-    A larger probe cannot be drawn, and "all of it" is what such a value asks for (the README
-    suggests 10000 on MNIST-1D's 8000 training examples), so this is a warning, not an error.
-    """
-    clamped: dict[str, dict[str, int]] = {}
-    for name, node in cfg.callbacks.items():
-        size = node.get("probe_size") if isinstance(node, DictConfig) else None
-        split = PROBE_SPLITS.get(str(node.get("_target_", "")).rsplit(".", 1)[-1])
-        if size is None or split is None or size <= sizes[split]:
-            continue
-        clamped[name] = {"probe_size": sizes[split]}
-        if warn:
-            log.warning(
-                "callbacks.%s.probe_size=%d is larger than the %s split (%d examples); "
-                "the probe is the whole split",
-                name, size, split, sizes[split],
-            )  # fmt: skip
-    return clamped
-
-
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one configuration end to end; return its summary record.
 
@@ -104,9 +60,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from pytorch_lightning.callbacks import TQDMProgressBar
 
     from actbench.config import validate, validate_trainer
+    from actbench.diagnostics.base import probe_sizes
     from actbench.divergence import DivergenceMonitor
     from actbench.lifecycle import ResumableState, RunLifecycle, scalars
     from actbench.module import Classifier
+    from actbench.tracking import flat_config
 
     # Lightning's import sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (so a parent process can fork
     # before CUDA starts); then every torch.cuda.is_available() loads NVML again (~0.04 ms here,

@@ -16,6 +16,7 @@ QUICK_CURVATURE = [
     "callbacks.curvature.probe_size=64",
     "callbacks.curvature.lanczos_max_iter=3",
     "callbacks.curvature.trace_samples=1",
+    "callbacks.curvature.precond_max_iter=3",
     "callbacks.curvature.points=2",
 ]
 # Each callback's own share comes from its clock in the "on" runs (diagnostics_s in the record).

@@ -56,7 +56,7 @@ def hvp_row(ctx: Context) -> dict[str, Any]:
     # preconditioned (Adam) sharpness is part of it, as at every cadence point after step 0.
     node = dict(compose(["callbacks=default", *ctx.overrides, "run_dir=."]).callbacks.curvature)
     if ctx.quick:
-        node.update(probe_size=128, lanczos_max_iter=4, trace_samples=1)
+        node.update(probe_size=128, lanczos_max_iter=4, precond_max_iter=4, trace_samples=2)
     monitor = instantiate(node)
     px, py = x[: monitor.probe_size], y[: monitor.probe_size]
     monitor.chunks = list(
@@ -68,11 +68,14 @@ def hvp_row(ctx: Context) -> dict[str, Any]:
         classification_loss(cfg.loss, model(x[:128]), y[:128]).backward()
         optimizer.step()
 
+    hvps: list[float] = []
+
     def estimate() -> None:
         # Cold, as at a cadence point far from the last: a warm start at the same weights would
-        # stop the top-converging Lanczos after a product or two.
+        # stop the top-converging Lanczos after a product or two. With the trace: the dearest
+        # point of the cadence.
         monitor._v0 = monitor._v0_pre = None
-        monitor.compute(model, optimizer)
+        hvps.append(monitor.compute(model, optimizer, with_trace=True)[0]["curv/hvps"])
 
     first = timed(estimate)  # includes the atlas lookup
     sharp = [timed(estimate) for _ in range(reps)]
@@ -91,7 +94,10 @@ def hvp_row(ctx: Context) -> dict[str, Any]:
         "sharpness": {
             "probe_size": len(py),
             "lanczos_max_iter": monitor.lanczos_max_iter,
+            "precond_max_iter": monitor.precond_max_iter,
+            "lanczos_tol": monitor.lanczos_tol,
             "trace_samples": monitor.trace_samples,
+            "hvps": statistics.median(hvps),
             "first_s": first,
             "seconds": median_range(sharp),
         },
@@ -110,10 +116,11 @@ def render_hvp(d: dict[str, Any], device: str) -> list[str]:
         f"ratio **{d['ratio']:.2f}×** ({meets(d['ratio'] <= d['target_ratio'])} the "
         f"{d['target_ratio']}× target).",
         "",
-        f"One full sharpness estimate as the curvature callback makes it, started cold (probe "
-        f"{s['probe_size']}, ≤ {s['lanczos_max_iter']} Lanczos iterations for the spectrum and "
-        f"as many for Adam's preconditioned sharpness, {s['trace_samples']} Hutchinson "
-        "samples): "
-        f"{fmt_range(s['seconds'], digits=2)} s (first one {s['first_s']:.2f} s, with the atlas "
-        "lookup).",
+        f"One full curvature estimate as the callback makes it, started cold and with the trace "
+        f"(probe {s['probe_size']}, Lanczos to a relative Ritz residual of {s['lanczos_tol']:g} "
+        f"in ≤ {s['lanczos_max_iter']} products for the spectrum and "
+        f"≤ {s.get('precond_max_iter', s['lanczos_max_iter'])} for Adam's preconditioned "
+        f"sharpness, {s['trace_samples']} deflated Hutchinson samples): "
+        f"{fmt_range(s['seconds'], digits=2)} s, {s.get('hvps', float('nan')):.0f} HVPs "
+        f"(first one {s['first_s']:.2f} s, with the atlas lookup).",
     ]

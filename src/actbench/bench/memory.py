@@ -78,7 +78,7 @@ def curvature_child(device: str, quick: bool, overrides: list[str]) -> dict[str,
     datamodule, model = build(cfg, device)
     node = dict(cfg.callbacks.curvature)
     if quick:
-        node.update(probe_size=128, lanczos_max_iter=4, trace_samples=1)
+        node.update(probe_size=128, lanczos_max_iter=4, precond_max_iter=4, trace_samples=2)
     monitor = instantiate(node)
     x, y = datamodule.splits["train"]
     x, y = x[: monitor.probe_size], y[: monitor.probe_size]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -10,9 +11,12 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from omegaconf import DictConfig
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.seed import isolate_rng
 from torch import nn
+
+log = logging.getLogger("actbench.train")
 
 
 def log_spaced_steps(total: int, points: int) -> list[int]:
@@ -195,3 +199,29 @@ class MeasuringDiagnostic(Diagnostic):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.measure_at_end and trainer.global_step not in self._measured:
             self.measure(trainer, pl_module)
+
+
+# The split each diagnostic takes its probe from (its first probe_size examples).
+PROBE_SPLITS = {"CurvatureMonitor": "train", "DeadNeuronMonitor": "val"}
+
+
+def probe_sizes(cfg: DictConfig, sizes: dict[str, int], warn: bool) -> dict[str, dict[str, int]]:
+    """Probe sizes larger than their split, clamped to the whole split with one warning each.
+
+    A larger probe cannot be drawn, and "all of it" is what such a value asks for (the README
+    suggests 10000 on MNIST-1D's 8000 training examples), so this is a warning, not an error.
+    """
+    clamped: dict[str, dict[str, int]] = {}
+    for name, node in cfg.callbacks.items():
+        size = node.get("probe_size") if isinstance(node, DictConfig) else None
+        split = PROBE_SPLITS.get(str(node.get("_target_", "")).rsplit(".", 1)[-1])
+        if size is None or split is None or size <= sizes[split]:
+            continue
+        clamped[name] = {"probe_size": sizes[split]}
+        if warn:
+            log.warning(
+                "callbacks.%s.probe_size=%d is larger than the %s split (%d examples); "
+                "the probe is the whole split",
+                name, size, split, sizes[split],
+            )  # fmt: skip
+    return clamped

@@ -45,9 +45,7 @@ def train_pack(cfgs: list[DictConfig], overrides: list[list[str]] | None = None)
 
     from actbench.config import validate, validate_trainer
     from actbench.lifecycle import RunLifecycle
-    from actbench.train import quiet_library_chatter
 
-    quiet_library_chatter()
     check_packable(cfgs)
     overrides = overrides or [[] for _ in cfgs]
     typed = [validate(c) for c in cfgs]
@@ -100,9 +98,10 @@ def _fit(members: list[Member], datamodule: Any) -> None:
     from hydra.utils import instantiate
     from pytorch_lightning.callbacks import TQDMProgressBar
 
+    from actbench.diagnostics.base import probe_sizes
     from actbench.divergence import DivergenceMonitor
     from actbench.packing.module import PackedClassifier
-    from actbench.train import flat_config, probe_sizes
+    from actbench.tracking import flat_config
 
     first = members[0]
     live = [m for m in members if m.diverged_at is None]
