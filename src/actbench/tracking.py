@@ -73,6 +73,9 @@ def start_wandb(
         tags=tags or [],
         config=config,
         resume="allow",
+        # Each run its own W&B run, also beside others in one process (a pack's members):
+        # without it Lightning's logger reuses whichever run is active.
+        reinit="create_new",
     )
     started = time.time()
     logger = _wandb_logger(mode=resolved, settings=_settings(init_timeout_s), **kwargs)
@@ -126,12 +129,11 @@ def finish_wandb(logger: Logger | None, exit_code: int, summary: dict[str, Any])
     """Close the W&B run (a non-zero exit code marks it failed), writing summary values first."""
     if not isinstance(logger, WandbLogger):
         return
-    import wandb
-
-    if wandb.run is not None:
+    run = getattr(logger, "_experiment", None)  # this logger's own run, never another's
+    if run is not None:
         for key, value in summary.items():
-            wandb.run.summary[key] = value
-        wandb.finish(exit_code=exit_code)
+            run.summary[key] = value
+        run.finish(exit_code=exit_code)
 
 
 def flat_config(cfg: Any, gain: float) -> dict[str, Any]:
