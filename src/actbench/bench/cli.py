@@ -48,12 +48,16 @@ import actbench.bench.report as report
 from actbench.bench.diagnostics import diagnostics_row, render_diagnostics
 from actbench.bench.hvp import hvp_row, render_hvp
 from actbench.bench.memory import curvature_child, memory_row, render_memory
+from actbench.bench.pack_row import pack_row, render_pack
 from actbench.bench.startup import render_startup, startup_row
 from actbench.bench.steps import STEP_ROWS, render_steps, steps_row
 from actbench.bench.sweep_row import render_sweep, sweep_row
 from actbench.bench.timing import REPO, Context
 
-ROWS = ("mlp_steps", "vit_steps", "diagnostics", "hvp", "startup", "sweep", "memory", "epoch60k")
+ROWS = (
+    *("mlp_steps", "vit_steps", "diagnostics", "hvp", "startup"),
+    *("sweep", "pack", "memory", "epoch60k"),
+)
 DEVICE_ROWS = ("mlp_steps", "vit_steps", "diagnostics", "hvp", "startup", "memory", "epoch60k")
 MEASURE: dict[str, Callable[[Context], dict[str, Any]]] = {
     **{row: functools.partial(steps_row, row=row) for row in STEP_ROWS},
@@ -61,6 +65,7 @@ MEASURE: dict[str, Callable[[Context], dict[str, Any]]] = {
     "hvp": hvp_row,
     "startup": startup_row,
     "sweep": sweep_row,
+    "pack": pack_row,
     "memory": memory_row,
 }
 RENDER: dict[str, report.Renderer] = {
@@ -69,6 +74,7 @@ RENDER: dict[str, report.Renderer] = {
     "hvp": render_hvp,
     "startup": render_startup,
     "sweep": render_sweep,
+    "pack": render_pack,
     "memory": render_memory,
 }
 

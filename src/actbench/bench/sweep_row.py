@@ -35,53 +35,54 @@ SWEEP_GRID_QUICK = [
 ]
 
 
-def sweep_row(ctx: Context) -> dict[str, Any]:
-    """The sweep file through ``actbench-sweep`` with ``--jobs`` = cores and ``--jobs 1``.
+def time_sweep(ctx: Context, sweep_file: Path, jobs: int, extra: list[str]) -> dict[str, Any]:
+    """One sweep through ``actbench-sweep`` in a fresh scratch working directory (its sweep
+    folder and outputs land there, so nothing is skipped as already done and no real sweep is
+    touched): the whole command's seconds, its run phase (from the moment the sweeper hands
+    the runs to the launcher, ``started`` in its manifest, to the last run record written),
+    the median run's own wall time and the run count. For single-stage sweep files: a
+    two-stage file's manifest is rewritten at each stage."""
+    from actbench.sweep import MANIFEST
 
-    Each sweep runs in a fresh scratch working directory (its sweep folder and outputs land
-    there), so nothing is skipped as already done and no real sweep is touched; the data cache
-    is shared (``data.root`` made absolute) so no run regenerates data. Two clocks: the whole
-    command, and its run phase, from the moment the sweeper hands the runs to the launcher
-    (``started`` in its manifest) to the last run record written; the difference is the fixed
-    start (checking every grid value, Hydra's start), the same for both variants. For
-    single-stage sweep files: a two-stage file's manifest is rewritten at each stage.
+    script = Path(sys.executable).with_name("actbench-sweep")
+    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "actbench.sweep"]
+    cwd = ctx.tmp(f"sweep-j{jobs}-")
+    command = [*launcher, str(sweep_file.resolve()), "--jobs", str(jobs), "--no-report", *extra]
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=child_env())
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"sweep failed: {' '.join(command)}\n{proc.stderr[-3000:]}")
+    # The manifest sits in the sweep folder, the run records directly under it.
+    manifests = list(cwd.rglob(MANIFEST))
+    runs = [r for m in manifests for r in records.read_sweep(m.parent)]
+    done = [r for r in runs if r.ok]
+    if not done or len(done) != len(runs):
+        raise RuntimeError(f"sweep in {cwd}: {len(done)} of {len(runs)} runs completed")
+    launched = min(json.loads(m.read_text())["started"] for m in manifests)
+    last_record = max((r.folder / records.SUMMARY).stat().st_mtime for r in runs)
+    run_wall = statistics.median(r.wall_time_s for r in done)
+    shutil.rmtree(cwd, ignore_errors=True)
+    return {"elapsed": elapsed, "run_phase": last_record - launched, "run_wall": run_wall,
+            "runs": len(done)}  # fmt: skip
+
+
+def sweep_row(ctx: Context) -> dict[str, Any]:
+    """The sweep file through ``actbench-sweep`` with ``--jobs`` = cores and ``--jobs 1``
+    (:func:`time_sweep`). The data cache is shared (``data.root`` made absolute) so no run
+    regenerates data. The difference between the two clocks is the fixed start (checking every
+    grid value, Hydra's start), the same for both variants.
     """
-    from actbench.sweep import MANIFEST, usable_cores
+    from actbench.sweep import usable_cores
 
     cores = usable_cores()
     data_root = Path(compose([*ctx.overrides, "run_dir=."]).data.root).resolve()
     grid = SWEEP_GRID_QUICK if ctx.quick else SWEEP_GRID
     extra = [*grid, *ctx.overrides, f"data.root={data_root}", *ctx.accelerator]
-    script = Path(sys.executable).with_name("actbench-sweep")
-    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "actbench.sweep"]
-    flags = ["--no-report"]  # time the runs, not a report
-    sweep_file = ctx.sweep_file.resolve()
     ensure_data(ctx)
 
     def run(jobs: int) -> dict[str, Any]:
-        cwd = ctx.tmp(f"sweep-j{jobs}-")
-        command = [*launcher, str(sweep_file), "--jobs", str(jobs), *flags, *extra]
-        start = time.perf_counter()
-        proc = subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=child_env())
-        elapsed = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise RuntimeError(f"sweep failed: {' '.join(command)}\n{proc.stderr[-3000:]}")
-        # The manifest sits in the sweep folder, the run records directly under it.
-        manifests = list(cwd.rglob(MANIFEST))
-        runs = [r for m in manifests for r in records.read_sweep(m.parent)]
-        done = [r for r in runs if r.ok]
-        if not done or len(done) != len(runs):
-            raise RuntimeError(f"sweep in {cwd}: {len(done)} of {len(runs)} runs completed")
-        launched = min(json.loads(m.read_text())["started"] for m in manifests)
-        last_record = max((r.folder / records.SUMMARY).stat().st_mtime for r in runs)
-        run_wall = statistics.median(r.wall_time_s for r in done)
-        shutil.rmtree(cwd, ignore_errors=True)
-        return {
-            "elapsed": elapsed,
-            "run_phase": last_record - launched,
-            "run_wall": run_wall,
-            "runs": len(done),
-        }
+        return time_sweep(ctx, ctx.sweep_file, jobs, extra)
 
     par = f"jobs={cores}"
     reps = min(ctx.reps, SWEEP_REPS)

@@ -108,6 +108,7 @@ class Member:
         self.batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
         self.trainer_view: MemberTrainer | None = None
         self.restored: dict[str, Any] | None = None  # the state it resumed from
+        self.weights_loaded = False
         self.test_correct: list[torch.Tensor] = []
 
     @property

@@ -58,7 +58,9 @@ class PackedClassifier(pl.LightningModule):
         self.classifiers = nn.ModuleList(m.classifier for m in members)
         self.gradient_clip_val = gradient_clip_val
         self.on_epoch_end_saved: Any = None  # set by the runner: saves members' states
-        self.started = time.perf_counter()
+        # Wall clock after each pack step and how many members stepped in it: the record's
+        # time per member-step (validation included, as for an unpacked run's steps).
+        self.step_clock: list[tuple[float, int]] = []
 
     # -- loaders -------------------------------------------------------------------------------
 
@@ -87,6 +89,20 @@ class PackedClassifier(pl.LightningModule):
     def still_training(self) -> list[Member]:
         """The members still training: neither diverged nor at their last step."""
         return [m for m in self.members if m.diverged_at is None and m.step < m.max_steps]
+
+    def load_restored(self) -> None:
+        """Resumed members' weights and metric states, into the module as the Trainer set it
+        up (after its precision conversion, so a float64 run resumes in float64)."""
+        for m in self.members:
+            if m.restored is not None and not m.weights_loaded:
+                m.classifier.load_state_dict(m.restored["classifier"])
+                m.weights_loaded = True
+
+    def on_fit_start(self) -> None:
+        self.load_restored()
+
+    def on_test_start(self) -> None:
+        self.load_restored()
 
     def on_train_start(self) -> None:
         for m in self.members:
@@ -126,6 +142,15 @@ class PackedClassifier(pl.LightningModule):
             except Diverged as err:
                 self._diverged(m, err.step)
         count_pack_step(self.trainer)
+        self.step_clock.append((time.perf_counter(), len(live)))
+
+    def member_step_ms(self) -> float | None:
+        """Milliseconds per member-step over the fit, the first tenth left out (warm-up)."""
+        clock = self.step_clock[len(self.step_clock) // 10 :]
+        if len(clock) < 2:
+            return None
+        member_steps = sum(k for _, k in clock[1:])
+        return round(1000 * (clock[-1][0] - clock[0][0]) / max(member_steps, 1), 4)
 
     def _count_train(self, m: Member, logits: torch.Tensor, y: torch.Tensor, loss) -> None:
         """train/loss and train/acc on the member's logging cadence (as Classifier does)."""

@@ -146,6 +146,8 @@ def _fit(members: list[Member], datamodule: Any) -> None:
             runs.enter_context(m.run.training(m.trainer_view, m.callbacks))
         if start < first.max_steps:
             trainer.fit(module)
+        for m in members:
+            m.run.pack["member_step_ms"] = module.member_step_ms()
         trainer.test(module, verbose=False)
         for m in members:
             if m.diverged_at is not None:

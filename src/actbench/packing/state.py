@@ -109,8 +109,8 @@ def load(run_dir: Path, run_id: str) -> dict[str, Any] | None:
 
 def restore(m: Member, state: dict[str, Any]) -> None:
     """Put a member back where its state was saved."""
-    m.restored = state
-    m.classifier.load_state_dict(state["classifier"])
+    m.restored = state  # weights and optimizer are loaded once the Trainer has set the
+    # module up (PackedClassifier.load_restored): in its precision, on its device
     m.step = int(state["global_step"])
     m.epoch_offset = int(state["epochs"])
     m.rng = dict(state["rng"])
