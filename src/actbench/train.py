@@ -63,14 +63,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from actbench.diagnostics.base import probe_sizes
     from actbench.divergence import DivergenceMonitor
     from actbench.lifecycle import ResumableState, RunLifecycle, scalars
-    from actbench.module import Classifier
+    from actbench.module import Classifier, skip_nvml_check_without_cuda
     from actbench.tracking import flat_config
 
-    # Lightning's import sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (so a parent process can fork
-    # before CUDA starts); then every torch.cuda.is_available() loads NVML again (~0.04 ms here,
-    # against ~1 µs), and Adam asks on every step. Without a GPU it protects nothing.
-    if not torch.cuda.is_available():
-        os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+    skip_nvml_check_without_cuda()
     # After the imports: Lightning sets its logger's level when imported.
     quiet_library_chatter()
     if cfg.get("pack_members"):  # the sweeper's job for a pack of runs

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from actbench.divergence import Diverged
-from actbench.module import MAX_PENDING_ACC, classification_loss
+from actbench.module import MAX_PENDING_ACC, LeanModule, classification_loss
 from actbench.packing.member import Member
 
 
@@ -48,7 +48,7 @@ def count_pack_step(trainer: pl.Trainer) -> None:
     progress.increment_completed()
 
 
-class PackedClassifier(pl.LightningModule):
+class PackedClassifier(LeanModule):
     """Trains the pack's members side by side (manual optimization: one optimizer each)."""
 
     def __init__(self, members: list[Member], gradient_clip_val: float | None = None) -> None:

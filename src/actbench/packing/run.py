@@ -45,7 +45,9 @@ def train_pack(cfgs: list[DictConfig], overrides: list[list[str]] | None = None)
 
     from actbench.config import validate, validate_trainer
     from actbench.lifecycle import RunLifecycle
+    from actbench.module import skip_nvml_check_without_cuda
 
+    skip_nvml_check_without_cuda()
     check_packable(cfgs)
     overrides = overrides or [[] for _ in cfgs]
     typed = [validate(c) for c in cfgs]
