@@ -169,8 +169,9 @@ class Classifier(LeanModule):
         self._pending_acc.append((logits.detach().argmax(-1), y))
         # Logging on a cadence: each per-step self.log costs a host sync and ~0.5 ms.
         # train/acc is the accuracy over the steps since the previous log.
-        # Lightning hands step metrics to the loggers only when (step + 1) % N == 0 or at the
-        # last step (its should_update_logs); logging on any other step is silently dropped.
+        # Lightning hands step metrics to the loggers only when (step + 1) % N == 0 (its
+        # should_update_logs); at a last step off that cadence they reach callback_metrics
+        # (the record) but not metrics.csv, and logging on any other step is dropped.
         step = self.global_step + 1
         if step % self.log_every_n_steps == 0 or step == self.max_steps:
             self._count_pending_acc()

@@ -32,16 +32,23 @@ SHARED_PRESENTATION_KEYS = ("callbacks", "torch_threads", "trainer.accelerator",
 AUTO_PACK_MAX = 16
 
 
-def pack_key(cfg: DictConfig | dict[str, Any]) -> str:
-    """Equal for two configurations exactly when they can train in one pack."""
-    shared = run_identity(cfg, drop=MEMBER_KEYS)
+def shared_presentation(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
+    """The values of :data:`SHARED_PRESENTATION_KEYS` in ``cfg``."""
     # Unresolved: the checkpoint folder is each run's own (${run_dir}), the same text in all.
     container = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=False)
+    values = {}
     for dotted in SHARED_PRESENTATION_KEYS:
         node: Any = container
         for part in dotted.split("."):
             node = node.get(part) if isinstance(node, dict) else None
-        shared[f"presentation:{dotted}"] = node
+        values[dotted] = node
+    return values
+
+
+def pack_key(cfg: DictConfig | dict[str, Any]) -> str:
+    """Equal for two configurations exactly when they can train in one pack."""
+    shared = run_identity(cfg, drop=MEMBER_KEYS)
+    shared.update({f"presentation:{k}": v for k, v in shared_presentation(cfg).items()})
     return digest(shared)
 
 

@@ -159,7 +159,11 @@ class PackedClassifier(LeanModule):
         step = m.step + 1
         if step % clf.log_every_n_steps == 0 or step == m.max_steps:
             clf._count_pending_acc()
-            m.log({"train/loss": loss.detach(), "train/acc": clf.train_acc.compute()}, m.step)
+            values = {"train/loss": loss.detach(), "train/acc": clf.train_acc.compute()}
+            if step % clf.log_every_n_steps == 0:
+                m.log(values, m.step)
+            else:  # the last step off the cadence: Lightning keeps it for the record only
+                m.metrics.update({k: float(v) for k, v in values.items()})
             clf.train_acc.reset()
         elif len(clf._pending_acc) >= MAX_PENDING_ACC:
             clf._count_pending_acc()

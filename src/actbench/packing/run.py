@@ -16,7 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from actbench.config import ConfigError, digest
 from actbench.packing import state as pack_state
-from actbench.packing.keys import MEMBER_KEYS, member_jobs, pack_key
+from actbench.packing.keys import (
+    MEMBER_KEYS,
+    SHARED_PRESENTATION_KEYS,
+    member_jobs,
+    pack_key,
+    shared_presentation,
+)
 from actbench.packing.member import Member
 
 
@@ -30,8 +36,10 @@ def check_packable(cfgs: list[DictConfig]) -> None:
 
         other = next(c for c, k in zip(cfgs, keys, strict=True) if k != keys[0])
         differ = [k for k in identity_diff(cfgs[0], other) if not k.startswith(MEMBER_KEYS)]
+        mine, theirs = shared_presentation(cfgs[0]), shared_presentation(other)
+        differ += [k for k in SHARED_PRESENTATION_KEYS if mine[k] != theirs[k]]
         raise ConfigError(
-            f"these runs cannot share a pack: they differ in {', '.join(differ) or 'callbacks'} "
+            f"these runs cannot share a pack: they differ in {', '.join(differ)} "
             f"(members may differ only in {', '.join(MEMBER_KEYS)})"
         )
 
@@ -152,6 +160,8 @@ def _fit(members: list[Member], datamodule: Any) -> None:
             m.run.pack["member_step_ms"] = module.member_step_ms()
         trainer.test(module, verbose=False)
         for m in members:
+            for logger in m.loggers:  # Lightning flushes only its Trainer's own loggers
+                logger.save()
             if m.diverged_at is not None:
                 continue
             metrics = {**m.restored_metrics, **m.metrics}
