@@ -91,7 +91,15 @@ CLI_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CLI_CASES))
+# Each case is a subprocess (~12 s); range and combination are also checked in-process above,
+# so their CLI form runs under make test-slow.
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(c, marks=pytest.mark.slow) if c in ("range", "combination") else c
+        for c in CLI_CASES
+    ],
+)
 def test_cli_bad_input_is_one_line_and_exit_2(case: str):
     overrides, expected = CLI_CASES[case]
     result = run_train(*overrides, "logger=none")

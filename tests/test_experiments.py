@@ -350,7 +350,11 @@ CADENCE = {
 }
 
 
-@pytest.mark.parametrize("name", list(EXPERIMENTS))
+# One experiment end to end in make test (each takes ~25 s); all of them under make test-slow.
+@pytest.mark.parametrize(
+    "name",
+    [n if i == 0 else pytest.param(n, marks=pytest.mark.slow) for i, n in enumerate(EXPERIMENTS)],
+)
 def test_small_variant_runs_end_to_end(name: str, tmp_path: Path, data_root: Path):
     """``run --scale small`` (actbench-sweep -> actbench.train), collect, render, check."""
     proc = subprocess.run(

@@ -218,7 +218,8 @@ def _kill_plan(seed: int, epoch_s: float) -> list[tuple[str, float]]:
     return [*plan, ("record", 0.0)]
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+# The second random plan only under make test-slow: each takes about a minute.
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_killed_at_random_moments_the_same_command_resumes_to_identical_results(
     seed: int, tmp_path: Path, data_root: Path, planted: Path, straight: Path
 ):

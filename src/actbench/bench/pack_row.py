@@ -37,7 +37,7 @@ UNIT_STEPS = 500  # of the file's 2000: the launcher's costs are per run, the tr
 MEMBERS = 8
 STEP_RUN = ["data=digits", "model=mlp", "activation=gelu", "trainer.max_steps=660"]
 QUICK = {
-    "unit": ["activation=relu,gelu", "seed=0,1", "trainer.max_steps=20", "data=digits"],
+    "unit": ["activation=relu", "seed=0,1", "trainer.max_steps=5", "data=digits", "callbacks=none"],
     "steps": ["data=digits", "model=mlp", "activation=gelu", "trainer.max_steps=24"],
 }
 

@@ -43,6 +43,7 @@ def log_to_wandb(
     """Log the report to one W&B run (job_type "report", group = sweep); only warns on failure.
 
     Returns the W&B run folder, or None when W&B is disabled or failed."""
+    logger = None
     try:
         import wandb
 
@@ -84,16 +85,13 @@ def log_to_wandb(
             payload[f"figures/{image.stem}"] = wandb.Image(str(image))
         run.log(payload)
         counts = Counter(r["status"] for r in rows)
-        for status in STATUS_ORDER:
-            run.summary[f"runs/{status}"] = counts.get(status, 0)
         run_dir = Path(run.dir).parent
-        wandb.finish()
+        tracking.finish_wandb(
+            logger, 0, {f"runs/{status}": counts.get(status, 0) for status in STATUS_ORDER}
+        )
         return run_dir
     except Exception as err:
         log.warning("W&B logging of the report failed (%s); the report files are written", err)
         with contextlib.suppress(Exception):
-            import wandb
-
-            if wandb.run is not None:
-                wandb.finish(exit_code=1)
+            tracking.finish_wandb(logger, 1, {})
         return None
