@@ -102,6 +102,31 @@ def classification_loss(kind: str, logits: torch.Tensor, target: torch.Tensor) -
     raise ValueError(f"loss={kind!r} is not a loss; valid: {', '.join(LOSSES)}")
 
 
+def build_classifier(cfg: Any, typed: Any, datamodule: Any) -> Classifier:
+    """A run's model and its Classifier from the run's config, as every run builds them
+    (unpacked or in a pack): the activation, then the init from the run's seed, so the same
+    seed gives every activation the same init stream (common random numbers)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    activation = instantiate(cfg.activation)
+    torch.manual_seed(typed.seed)
+    model = instantiate(cfg.model)(
+        input_shape=datamodule.input_shape,
+        num_classes=datamodule.num_classes,
+        activation=activation,
+    )
+    return Classifier(
+        model,
+        num_classes=datamodule.num_classes,
+        optimizer=OmegaConf.to_container(cfg.optimizer),
+        loss=typed.loss,
+        max_steps=typed.trainer.max_steps,
+        log_every_n_steps=typed.trainer.log_every_n_steps,
+        compile_model=typed.compile,
+    )
+
+
 class LeanModule(pl.LightningModule):
     """A LightningModule without nn.Module's attribute checks for the one name Lightning sets
     around every hook call (``_current_fx_name``, ~45 times per training step): it is never a

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from actbench.config import is_user_error, one_line_error, register_configs
 
@@ -63,7 +63,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from actbench.diagnostics.base import probe_sizes
     from actbench.divergence import DivergenceMonitor
     from actbench.lifecycle import ResumableState, RunLifecycle, scalars
-    from actbench.module import Classifier, skip_nvml_check_without_cuda
+    from actbench.module import build_classifier, skip_nvml_check_without_cuda
     from actbench.tracking import flat_config
 
     skip_nvml_check_without_cuda()
@@ -88,23 +88,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         datamodule = instantiate(cfg.data, seed=typed.seed)
         datamodule.prepare_data()
         datamodule.setup("fit")
-        activation = instantiate(cfg.activation)
-        # Same seed -> same init stream for every activation (common random numbers).
-        torch.manual_seed(typed.seed)
-        model = instantiate(cfg.model)(
-            input_shape=datamodule.input_shape,
-            num_classes=datamodule.num_classes,
-            activation=activation,
-        )
-        module = Classifier(
-            model,
-            num_classes=datamodule.num_classes,
-            optimizer=OmegaConf.to_container(cfg.optimizer),
-            loss=typed.loss,
-            max_steps=typed.trainer.max_steps,
-            log_every_n_steps=typed.trainer.log_every_n_steps,
-            compile_model=typed.compile,
-        )
+        module = build_classifier(cfg, typed, datamodule)
+        model = module.model
     run.begin(model.init_gain, datamodule.stats)
     loggers = run.loggers(flat_config(typed, model.init_gain))
 

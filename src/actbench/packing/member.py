@@ -19,7 +19,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 
 class MemberTrainer:
@@ -117,9 +117,7 @@ class Member:
 
     def build(self, datamodule: Any) -> None:
         """Data view, model and classifier from this member's seed, in train.train's order."""
-        from hydra.utils import instantiate
-
-        from actbench.module import Classifier
+        from actbench.module import build_classifier
 
         typed, cfg = self.typed, self.cfg
         pl.seed_everything(typed.seed, workers=True, verbose=False)
@@ -127,22 +125,8 @@ class Member:
             # The pack's tensors, this member's batch order (IndexBatches seeds it from .seed).
             self.datamodule = copy.copy(datamodule)
             self.datamodule.seed = typed.seed
-            activation = instantiate(cfg.activation)
-            torch.manual_seed(typed.seed)  # same seed -> same init stream for every activation
-            self.model = instantiate(cfg.model)(
-                input_shape=datamodule.input_shape,
-                num_classes=datamodule.num_classes,
-                activation=activation,
-            )
-            self.classifier = Classifier(
-                self.model,
-                num_classes=datamodule.num_classes,
-                optimizer=OmegaConf.to_container(cfg.optimizer),
-                loss=typed.loss,
-                max_steps=typed.trainer.max_steps,
-                log_every_n_steps=typed.trainer.log_every_n_steps,
-                compile_model=typed.compile,
-            )
+            self.classifier = build_classifier(cfg, typed, datamodule)
+            self.model = self.classifier.model
         # Dropout and stochastic gates draw from the global stream after the init, as in an
         # unpacked run; the member keeps that stream and swaps it in around its own forward.
         self.rng = {"torch": torch.get_rng_state()}

@@ -172,38 +172,41 @@ class PackedClassifier(LeanModule):
         m.diverged_at = step
         m.run.summary.update(status="diverged", diverged_at_step=step, metrics=dict(m.metrics))
 
-    def on_train_epoch_end(self) -> None:
-        for m in self.still_training() + [m for m in self.members if m.step >= m.max_steps]:
-            if m.diverged_at is not None:
-                continue
+    def _hook_alive(self, name: str) -> None:
+        """A hook on every member that has not diverged; a divergence it finds is recorded."""
+        for m in self.evaluated():
             try:
-                m.hook("on_train_epoch_end")
+                m.hook(name)
             except Diverged as err:
                 self._diverged(m, err.step)
+
+    def on_train_epoch_end(self) -> None:
+        self._hook_alive("on_train_epoch_end")  # the divergence check before the save
         if self.on_epoch_end_saved is not None:
             self.on_epoch_end_saved(self)
 
     def on_train_end(self) -> None:
-        for m in self.members:
-            if m.diverged_at is not None:
-                continue
-            try:
-                m.hook("on_train_end")
-            except Diverged as err:
-                self._diverged(m, err.step)
+        self._hook_alive("on_train_end")
 
     # -- evaluation ----------------------------------------------------------------------------
 
     def evaluated(self) -> list[Member]:
         return [m for m in self.members if m.diverged_at is None]
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    @staticmethod
+    def _evaluate(m: Member, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
+        """One evaluation batch into the member's ``split`` metrics; its logits."""
         x, y = batch
+        clf = m.classifier
+        logits = clf._step_model[0](x)
+        getattr(clf, f"{split}_acc").update(logits, y)
+        loss = classification_loss(clf.loss_kind, logits, y)
+        getattr(clf, f"{split}_loss").update(loss, weight=len(y))
+        return logits
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         for m in self.evaluated():
-            clf = m.classifier
-            logits = clf._step_model[0](x)
-            clf.val_acc.update(logits, y)
-            clf.val_loss.update(classification_loss(clf.loss_kind, logits, y), weight=len(y))
+            self._evaluate(m, batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         for m in self.evaluated():
@@ -221,13 +224,9 @@ class PackedClassifier(LeanModule):
             m.test_correct = []
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
         for m in self.evaluated():
-            clf = m.classifier
-            logits = clf._step_model[0](x)
-            clf.test_acc.update(logits, y)
-            clf.test_loss.update(classification_loss(clf.loss_kind, logits, y), weight=len(y))
-            m.test_correct.append((logits.argmax(-1) == y).detach())
+            logits = self._evaluate(m, batch, "test")
+            m.test_correct.append((logits.argmax(-1) == batch[1]).detach())
 
     def on_test_epoch_end(self) -> None:
         from actbench import records
