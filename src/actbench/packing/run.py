@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from actbench.config import ConfigError, digest
 from actbench.packing import state as pack_state
@@ -170,16 +170,6 @@ def _fit(members: list[Member], datamodule: Any) -> None:
             m.run.complete(metrics)
     for m in members:
         print(m.run.outcome_line())
-
-
-def member_overrides(cfg: DictConfig) -> dict[str, Any]:
-    """The member keys' values of a resolved configuration (for grouping and display)."""
-    out: dict[str, Any] = {}
-    for key in MEMBER_KEYS:
-        value = OmegaConf.select(cfg, key)
-        if value is not None:
-            out[key] = OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
-    return out
 
 
 def train_job(cfg: DictConfig) -> list[dict]:
