@@ -48,9 +48,16 @@ def test_form_packs_groups_equal_keys_in_even_packs():
     assert sorted(len(p) for p in packs) == [3, 5, 6, 6]  # 17 at <= 8: 6 + 6 + 5
     assert sorted(i for p in packs for i in p) == list(range(20))
     assert all(len({keys[i] for i in p}) == 1 for p in packs)
-    auto = form_packs(["a"] * 40, "auto", workers=2)
-    assert len(auto) == 3 and max(len(p) for p in auto) <= AUTO_PACK_MAX  # 14 + 13 + 13
+    # auto: packs of at most AUTO_PACK_MAX, in a multiple of the workers, so none idles at the
+    # end: 45 runs on 2 workers are 4 packs (12 + 11 + 11 + 11), not 3 of 15.
+    auto = form_packs(["a"] * 45, "auto", workers=2)
+    assert sorted(len(p) for p in auto) == [11, 11, 11, 12]
+    assert sorted(len(p) for p in form_packs(["a"] * 45, "auto", workers=1)) == [15, 15, 15]
+    assert max(len(p) for p in form_packs(["a"] * 100, "auto", workers=3)) <= AUTO_PACK_MAX
+    assert len(form_packs(["a"] * 100, "auto", workers=3)) == 9
     assert len(form_packs(["a"] * 6, "auto", workers=2)) == 2  # one pack per worker
+    assert form_packs(["a"], "auto", workers=2) == [[0]]
+    assert len(form_packs(["a"] * 45, "16", workers=2)) == 3  # an explicit size is kept
 
 
 def test_pack_job_round_trips_every_members_overrides():

@@ -54,18 +54,22 @@ def pack_key(cfg: DictConfig | dict[str, Any]) -> str:
 
 def form_packs(keys: list[str], setting: Any, workers: int = 1) -> list[list[int]]:
     """Indices of runs grouped into packs: runs with equal :func:`pack_key`, in their order,
-    split into packs of at most the limit (``auto``: :data:`AUTO_PACK_MAX`, and at least one
-    pack per worker). With packing off every run is a pack of one."""
+    split into packs of at most the limit (``auto``: :data:`AUTO_PACK_MAX`, in a multiple of the
+    workers' count where there are enough runs). With packing off every run is a pack of one."""
     limit = pack_limit(setting)
     if limit is None:
         return [[i] for i in range(len(keys))]
     groups: dict[str, list[int]] = {}
     for i, key in enumerate(keys):
         groups.setdefault(key, []).append(i)
+    workers = max(workers, 1)
     packs: list[list[int]] = []
     for members in groups.values():
-        size = limit or min(AUTO_PACK_MAX, math.ceil(len(members) / max(workers, 1)))
-        count = math.ceil(len(members) / max(size, 1))
+        count = math.ceil(len(members) / (limit or AUTO_PACK_MAX))
+        if not limit:
+            # auto: a whole number of packs per worker, or the last round leaves workers idle
+            # (45 runs on 2 workers: 4 packs of 12 and 11, not 3 of 15, one worker doing two).
+            count = min(len(members), math.ceil(count / workers) * workers)
         # Even sizes (17 runs at 16 -> 9 + 8, not 16 + 1): the packs finish together.
         packs += [members[j::count] for j in range(count)]
     return packs
