@@ -27,7 +27,8 @@ def test_every_sweep_file_parses_and_each_value_composes(path: Path):
     spec = sweep.load_sweep(path)
     overrides = sweep.grid_overrides(spec)
     sweep.protocol(spec)  # a broken two-stage block raises
-    sweep.check_points(overrides)  # every value of every parameter composes and validates
+    # every value of every parameter composes and validates, the reduced protocols' too
+    sweep.check_points(overrides + sweep.reduced_overrides(spec))
     assert "${args_no_hyphens}" in spec["command"]  # the same file drives W&B agents
 
 
@@ -69,6 +70,76 @@ def test_bad_two_stage_blocks_are_rejected(confirm, fragment):
     }
     with pytest.raises(sweep.SweepError, match=fragment):
         sweep.protocol(spec)
+
+
+REDUCED = {
+    "parameters": {
+        "model": {"values": ["mlp", "vit"]},
+        "optimizer.lr": {"values": [1e-3, 1e-2, 1e-1]},
+        "seed": {"values": [100, 101]},
+        "trainer.max_steps": {"value": 2000},
+    },
+    "actbench": {
+        "confirm": {"select": "optimizer.lr", "seeds": [0, 1, 2, 3]},
+        "reduce": [{
+            "when": {"model": "vit"},
+            "parameters": {"trainer.max_steps": {"value": 500}, "seed": {"values": [100]},
+                           "optimizer.lr": {"values": [1e-3, 1e-2]}},
+            "confirm_seeds": [0, 1], "why": "CPU budget",
+        }],
+    },
+}  # fmt: skip
+
+
+def test_a_reduced_protocol_narrows_only_its_part_of_the_grid():
+    spec = REDUCED
+    proto = sweep.protocol(spec)
+    rule = proto.reductions[0]
+    jobs = [
+        [f"model={m}", f"optimizer.lr={lr}", f"seed={s}", "trainer.max_steps=2000"]
+        for m in ("mlp", "vit") for lr in ("0.001", "0.01", "0.1") for s in (100, 101)
+    ]  # fmt: skip
+    reduced = tuning.reduce_jobs(jobs, proto.reductions)
+    mlp = [j for j in reduced if "model=mlp" in j]
+    vit = [j for j in reduced if "model=vit" in j]
+    assert mlp == jobs[:6]  # untouched, in order
+    assert vit == [  # each combination once, the keys in place
+        ["model=vit", "optimizer.lr=0.001", "seed=100", "trainer.max_steps=500"],
+        ["model=vit", "optimizer.lr=0.01", "seed=100", "trainer.max_steps=500"],
+    ]
+    assert proto.seeds_for(("model=vit", "trainer.max_steps=500")) == (0, 1)
+    assert proto.seeds_for(("model=mlp", "trainer.max_steps=2000")) == (0, 1, 2, 3)
+    assert tuning.reductions_from_json(tuning.reductions_to_json([rule])) == (rule,)
+    assert rule.describe() == (
+        "model=vit: trainer.max_steps 500; seed 100; optimizer.lr 0.001, 0.01; "
+        "confirmation seeds 0, 1 (CPU budget)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"when": {"model": "resnet"}}, "model='resnet' is not in the grid; valid: model=mlp"),
+        ({"when": {"width": 3}}, "width=3 is not in the grid; valid: model, optimizer.lr"),
+        ({"parameters": {"data": {"value": "digits"}}}, "parameters.data is not a swept"),
+        ({"parameters": {"model": {"value": "mlp"}}}, "parameters.model is not a swept"),
+        ({"confirm_seeds": [100]}, "must be non-empty and fresh"),
+        ({"seeds": [1]}, "seeds is not a reduction key"),
+    ],
+)
+def test_bad_reduced_protocols_are_rejected_naming_the_value(change, fragment):
+    rule = {**REDUCED["actbench"]["reduce"][0], **change}
+    spec = {**REDUCED, "actbench": {**REDUCED["actbench"], "reduce": [rule]}}
+    with pytest.raises(sweep.SweepError, match=fragment.replace("(", r"\(")):
+        sweep.protocol(spec)
+
+
+def test_wandb_backend_refuses_a_reduced_grid_in_one_line(tmp_path: Path, capsys):
+    path = tmp_path / "reduced.yaml"
+    path.write_text(yaml.safe_dump({**REDUCED, "command": ["${args_no_hyphens}"]}))
+    assert sweep.main([str(path), "--backend", "wandb"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "which a W&B grid cannot express; valid: BACKEND=local" in err[0]
 
 
 def test_parameter_the_configs_lack_fails_before_running(tmp_path: Path, capsys):
@@ -386,6 +457,52 @@ def test_two_stage_sweep_tunes_on_validation_then_confirms_on_fresh_seeds(
     assert "sweep two [confirm]: 4/4 done (0 diverged, 0 failed)" in done.stdout
 
 
+def test_a_reduced_protocol_runs_its_own_steps_lrs_and_confirmation_seeds(
+    tmp_path: Path, data_root: Path
+):
+    from actbench.report.cli import build_report
+
+    spec = {
+        "method": "grid",
+        "parameters": {
+            "activation": {"values": ["relu", "gelu"]},
+            "optimizer.lr": {"values": [1e-3, 3e-2]},
+            "seed": {"values": [100]},
+            "data": {"value": "digits"},
+            "trainer.max_steps": {"value": 20},
+        },
+        "actbench": {
+            "confirm": {"select": "optimizer.lr", "seeds": [0, 1]},
+            "reduce": [{
+                "when": {"activation": "gelu"}, "confirm_seeds": [0], "why": "a test budget",
+                "parameters": {"trainer.max_steps": {"value": 14},
+                               "optimizer.lr": {"values": [1e-3]}},
+            }],
+        },
+    }  # fmt: skip
+    path = _write(tmp_path / "reduced.yaml", spec)
+    done = subprocess.run(
+        _sweep_cmd(path, tmp_path, data_root), cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    sweep_dir = tmp_path / "multirun" / "reduced"
+    runs = list(_records(sweep_dir).values())
+
+    def of(act: str, stage: str) -> list[dict]:
+        return [r for r in runs if r["activation"]["name"] == act and r["sweep"]["stage"] == stage]
+
+    assert len(of("relu", "tune")) == 2 and len(of("gelu", "tune")) == 1
+    assert sorted(r["seeds"]["seed"] for r in of("relu", "confirm")) == [0, 1]
+    assert [r["seeds"]["seed"] for r in of("gelu", "confirm")] == [0]
+    assert {r["activation"]["name"]: r["steps"] for r in runs} == {"relu": 20, "gelu": 14}
+    assert "optimizer.lr=0.001" in of("gelu", "confirm")[0]["overrides"]
+    readme = build_report(sweep_dir, tmp_path / "report", sweep_name="reduced").read_text()
+    assert (
+        "Reduced protocol (the sweep file's `actbench.reduce`), activation=gelu: "  # yaml sorts
+        "optimizer.lr 0.001; trainer.max_steps 14; confirmation seeds 0 (a test budget)."
+    ) in readme
+
+
 def test_failed_runs_make_the_sweep_fail_by_name_and_diverged_runs_are_results(
     tmp_path: Path, data_root: Path
 ):
@@ -475,14 +592,14 @@ def test_wandb_backend_creates_the_sweep_then_starts_an_agent(tmp_path: Path, ca
     os.environ.update(env)
     try:
         code = sweep.main([
-            str(REPO / "sweeps" / "default.yaml"), "--backend", "wandb", "--project", "proj",
+            str(REPO / "sweeps" / "gpu.yaml"), "--backend", "wandb", "--project", "proj",
             "--runs-root", str(tmp_path / "multirun"),
         ])  # fmt: skip
     finally:
         for k, v in old.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     assert code == 0
-    sweep_file = tmp_path / "multirun" / "default" / "wandb_sweep.yaml"
+    sweep_file = tmp_path / "multirun" / "gpu" / "wandb_sweep.yaml"
     assert calls.read_text().splitlines() == [
         f"sweep {sweep_file} --project proj",
         "agent me/proj/ab12cd",

@@ -508,12 +508,28 @@ def read_selection(sweep_dir: Path) -> dict[str, Any] | None:
     return data
 
 
-def write_grid(sweep_dir: Path, stages: Mapping[str, Sequence[Path]]) -> Path:
+def write_grid(
+    sweep_dir: Path, stages: Mapping[str, Sequence[Path]], reduced: Sequence[str] = ()
+) -> Path:
     """Which run folders the sweep's current grid holds, per stage (``all`` for one stage);
-    written by the sweeper so readers can tell them from folders of an earlier grid."""
+    written by the sweeper so readers can tell them from folders of an earlier grid.
+    ``reduced``: the reduced protocols of parts of the grid, one line each, for the report."""
     root = Path(sweep_dir)
-    data = {"stages": {k: [str(Path(d).relative_to(root)) for d in v] for k, v in stages.items()}}
+    data: dict[str, Any] = {
+        "stages": {k: [str(Path(d).relative_to(root)) for d in v] for k, v in stages.items()}
+    }
+    if reduced:
+        data["reduced"] = list(reduced)
     return atomic_write_json(root / GRID, data, indent=1)
+
+
+def grid_reductions(sweep_dir: Path) -> list[str]:
+    """The reduced protocols ``grid.json`` states (one line each); [] for none or no file."""
+    try:
+        data = json.loads((Path(sweep_dir) / GRID).read_text())
+    except (OSError, ValueError):
+        return []
+    return [str(line) for line in data.get("reduced", [])]
 
 
 def grid_folders(sweep_dir: Path) -> set[str] | None:

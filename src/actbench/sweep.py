@@ -47,7 +47,7 @@ from actbench.records import (
     run_folders,
     status,
 )
-from actbench.tuning import Protocol
+from actbench.tuning import Protocol, Reduction, reductions_to_json
 
 try:  # the progress line is a Hydra callback; Hydra is always installed with actbench
     from hydra.experimental.callback import Callback
@@ -143,7 +143,76 @@ def protocol(spec: dict[str, Any]) -> Protocol | None:
     extend = block.get("extend", 0)
     if not isinstance(extend, int) or isinstance(extend, bool) or extend < 0:
         raise SweepError(f"actbench.confirm.extend={extend!r}; valid: an integer >= 0")
-    return Protocol(select, block.get("metric", SELECT_METRIC), goal, seeds, extend)
+    reduced = reductions(spec)
+    for rule in reduced:
+        own = dict(rule.values).get("seed")
+        tuned = {int(s) for s in own} if own is not None else tune_seeds
+        confirm = rule.confirm_seeds if rule.confirm_seeds is not None else seeds
+        if not confirm or tuned & set(confirm):
+            raise SweepError(
+                f"actbench.reduce confirmation seeds {list(confirm)} for "
+                f"{' '.join(f'{k}={v}' for k, v in rule.when)} must be non-empty and fresh; "
+                f"valid: seeds other than its tuning seeds {sorted(tuned)}"
+            )
+    metric = block.get("metric", SELECT_METRIC)
+    return Protocol(select, metric, goal, seeds, extend, reductions=reduced)
+
+
+def reductions(spec: dict[str, Any]) -> tuple[Reduction, ...]:
+    """The file's ``actbench.reduce``: reduced protocols for parts of the grid, e.g.::
+
+        reduce:
+          - when: {model: vit}          # the runs it applies to (values of the grid)
+            parameters:                 # the values they take instead (W&B's form)
+              trainer.max_steps: {value: 500}
+              optimizer.lr: {values: [0.001, 0.003, 0.01]}
+            confirm_seeds: [0, 1, 2]    # optional: their own confirmation seeds
+            why: fits a 30-minute CPU sweep   # stated in the report
+
+    Each key must be a parameter of the grid, so every run has a value for it."""
+    rules = (spec.get("actbench") or {}).get("reduce") or []
+    params = spec["parameters"]
+    if not isinstance(rules, list):
+        raise SweepError(f"actbench.reduce={rules!r} is not a list of {{when, parameters}}")
+    out = []
+    for i, rule in enumerate(rules):
+        where = f"actbench.reduce[{i}]"
+        if not isinstance(rule, dict) or not isinstance(rule.get("when"), dict):
+            raise SweepError(f"{where} has no 'when' mapping; valid keys: when, parameters, "
+                             "confirm_seeds, why")  # fmt: skip
+        unknown = sorted(set(rule) - {"when", "parameters", "confirm_seeds", "why"})
+        if unknown:
+            raise SweepError(f"{where}.{unknown[0]} is not a reduction key; valid: when, "
+                             "parameters, confirm_seeds, why")  # fmt: skip
+        when = []
+        for key, value in rule["when"].items():
+            grid = [hydra_value(v) for v in _values(key, params[key])] if key in params else []
+            if hydra_value(value) not in grid:
+                raise SweepError(f"{where}.when {key}={value!r} is not in the grid; valid: "
+                                 + (", ".join(f"{key}={v}" for v in grid) if grid else
+                                    ", ".join(params)))  # fmt: skip
+            when.append((key, hydra_value(value)))
+        values = []
+        for key, param in (rule.get("parameters") or {}).items():
+            if key not in params or key in rule["when"]:
+                valid = ", ".join(k for k in params if k not in rule["when"])
+                raise SweepError(f"{where}.parameters.{key} is not a swept or fixed parameter "
+                                 f"of the grid outside 'when'; valid: {valid}")  # fmt: skip
+            values.append((key, tuple(hydra_value(v) for v in _values(key, param))))
+        seeds = rule.get("confirm_seeds")
+        if seeds is not None and not (spec.get("actbench") or {}).get("confirm"):
+            raise SweepError(f"{where}.confirm_seeds needs a two-stage file (actbench.confirm)")
+        out.append(Reduction(
+            tuple(when), tuple(values), None if seeds is None else tuple(int(x) for x in seeds),
+            str(rule.get("why") or ""),
+        ))  # fmt: skip
+    return tuple(out)
+
+
+def reduced_overrides(spec: dict[str, Any]) -> list[str]:
+    """``key=v1,v2`` for each reduced parameter's values, so :func:`check_points` composes
+    them too."""
+    return [f"{k}={','.join(v)}" for rule in reductions(spec) for k, v in rule.values]
 
 
 def wandb_spec(spec: dict[str, Any], name: str) -> dict[str, Any]:
@@ -279,6 +348,12 @@ def _hydra_command(args: argparse.Namespace, spec: dict[str, Any], extra: list[s
     )
     sweeper = ["hydra/sweeper=actbench", f"hydra.sweeper.name={name}"]
     sweeper.append(f"hydra.sweeper.report={str(not args.no_report).lower()}")
+    reduced = reductions(spec)
+    if reduced:
+        encoded = reductions_to_json(reduced)
+        if "'" in encoded:
+            raise SweepError(f"actbench.reduce cannot hold a single quote: {encoded[:120]}")
+        sweeper.append(f"hydra.sweeper.reduce='{encoded}'")
     if proto is not None:
         sweeper += [
             f"hydra.sweeper.select={proto.select}",
@@ -365,9 +440,15 @@ def main(argv: list[str] | None = None) -> int:
         spec = load_sweep(args.sweep)
         if args.backend == "wandb":
             protocol(spec)  # a broken two-stage block fails here too
+            if reductions(spec):
+                raise SweepError(
+                    f"{args.sweep} reduces part of its grid (actbench.reduce), which a W&B grid "
+                    "cannot express; valid: BACKEND=local or slurm, or a file without it "
+                    "(e.g. sweeps/gpu.yaml)"
+                )
             return _run_wandb(args, spec)
         command = _hydra_command(args, spec, list(args.overrides))
-        check_points(grid_overrides(spec) + list(args.overrides))
+        check_points(grid_overrides(spec) + reduced_overrides(spec) + list(args.overrides))
     except Exception as err:
         from actbench.config import is_user_error, one_line_error
 

@@ -9,10 +9,95 @@ sweeper plugin calls them; no torch, no Lightning.
 
 from __future__ import annotations
 
+import itertools
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from actbench.records import Choice, override_key, select_per_group, selection_group
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """A reduced protocol for the runs of a grid that match ``when`` (e.g. ``model=vit``): the
+    values they take of some swept parameters (fewer steps, learning rates or tuning seeds)
+    and, in a two-stage sweep, their own confirmation seeds. Stated in the sweep file
+    (``actbench.reduce``) and, through ``grid.json``, in the report."""
+
+    when: tuple[tuple[str, str], ...]  # (key, value) pairs a run matches, all of them
+    values: tuple[tuple[str, tuple[str, ...]], ...]  # key -> the values matching runs take
+    confirm_seeds: tuple[int, ...] | None = None
+    why: str = ""
+
+    def matches(self, overrides: Iterable[str]) -> bool:
+        given = {override_key(o): o.split("=", 1)[1] for o in overrides if "=" in o}
+        return all(given.get(k) == v for k, v in self.when)
+
+    def describe(self) -> str:
+        """``model=vit: trainer.max_steps 500; optimizer.lr 0.001, 0.003; confirmation seeds
+        0, 1, 2 (why)``: one line for the report."""
+        parts = [f"{k} {', '.join(v)}" for k, v in self.values]
+        if self.confirm_seeds is not None:
+            parts.append(f"confirmation seeds {', '.join(map(str, self.confirm_seeds))}")
+        where = " ".join(f"{k}={v}" for k, v in self.when)
+        return f"{where}: {'; '.join(parts)}" + (f" ({self.why})" if self.why else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "when": dict(self.when),
+            "values": {k: list(v) for k, v in self.values},
+            "confirm_seeds": None if self.confirm_seeds is None else list(self.confirm_seeds),
+            "why": self.why,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Reduction:
+        seeds = data.get("confirm_seeds")
+        return cls(
+            tuple((str(k), str(v)) for k, v in data["when"].items()),
+            tuple((str(k), tuple(map(str, v))) for k, v in data["values"].items()),
+            None if seeds is None else tuple(int(x) for x in seeds),
+            str(data.get("why") or ""),
+        )
+
+
+def reductions_to_json(reductions: Iterable[Reduction]) -> str:
+    return json.dumps([r.to_dict() for r in reductions], separators=(",", ":"))
+
+
+def reductions_from_json(text: str | None) -> tuple[Reduction, ...]:
+    return tuple(Reduction.from_dict(d) for d in json.loads(text or "[]"))
+
+
+def reduction_for(overrides: Iterable[str], reductions: Iterable[Reduction]) -> Reduction | None:
+    """The first reduction a run (or a selection group) matches; None: the full protocol."""
+    overrides = list(overrides)
+    return next((r for r in reductions if r.matches(overrides)), None)
+
+
+def reduce_jobs(jobs: list[list[str]], reductions: Iterable[Reduction]) -> list[list[str]]:
+    """The grid with each reduction applied: a matching job's values of the reduced keys are
+    replaced by the reduction's (each combination once, in place, order kept)."""
+    reductions = list(reductions)
+    out: list[list[str]] = []
+    seen: set[tuple[str, ...]] = set()
+    for job in jobs:
+        rule = reduction_for(job, reductions)
+        variants = [job]
+        if rule is not None:
+            keys = [k for k, _ in rule.values]
+            variants = []
+            for combo in itertools.product(*(v for _, v in rule.values)):
+                chosen = dict(zip(keys, combo, strict=True))
+                new = [f"{override_key(o)}={chosen.pop(override_key(o))}"
+                       if override_key(o) in chosen else o for o in job]  # fmt: skip
+                variants.append(new + [f"{k}={v}" for k, v in chosen.items()])
+        for new in variants:
+            if tuple(new) not in seen:
+                seen.add(tuple(new))
+                out.append(new)
+    return out
 
 
 @dataclass(frozen=True)
@@ -24,6 +109,12 @@ class Protocol:
     goal: str
     seeds: tuple[int, ...]
     extend: int = 0  # values the tuning stage may add outward per side of the grid
+    reductions: tuple[Reduction, ...] = ()
+
+    def seeds_for(self, group: Iterable[str]) -> tuple[int, ...]:
+        """The confirmation seeds of a selection group: its reduction's, else the file's."""
+        rule = reduction_for(group, self.reductions)
+        return rule.confirm_seeds if rule and rule.confirm_seeds is not None else self.seeds
 
 
 @dataclass(frozen=True)
@@ -110,7 +201,8 @@ def extension_jobs(
 
 
 def grid_values(jobs: list[list[str]], select: str) -> list[str]:
-    """The values of ``select`` in the sweep file's grid, in order of appearance."""
+    """The values of ``select`` in ``jobs`` (the sweep file's grid, or one group's part of it,
+    which a reduction may have narrowed), in order of appearance."""
     values: list[str] = []
     for job in jobs:
         for o in job:
@@ -139,7 +231,7 @@ def confirm_jobs(chosen: dict[tuple[str, ...], Choice], proto: Protocol) -> list
     return [
         [*group, f"{proto.select}={pick.value}", f"seed={seed}"]
         for group, pick in chosen.items()
-        for seed in proto.seeds
+        for seed in proto.seeds_for(group)
     ]
 
 

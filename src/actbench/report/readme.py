@@ -343,6 +343,10 @@ def write_readme(
             else "single stage (every run is ranked; no separate tuning stage)."
         ),
         *(
+            f"- Reduced protocol (the sweep file's `actbench.reduce`), {line}."
+            for line in records.grid_reductions(sweep_dir)
+        ),
+        *(
             [
                 f"- LR choice: `{records.SELECTION}` is missing from the sweep folder, so the "
                 "choice was recomputed from the tuning records by the sweeper's rule."

@@ -41,6 +41,9 @@ class ActbenchSweeperConf:
     extend: int = 0  # values the tuning stage may add outward per side of the grid
     confirm_seeds: Optional[list[int]] = None  # noqa: UP045 (OmegaConf needs typing forms)
     report: bool = True  # write reports/<name>/ after each stage
+    # The sweep file's actbench.reduce, as JSON (actbench.tuning.Reduction): reduced protocols
+    # for parts of the grid.
+    reduce: str = "[]"
 
 
 ConfigStore.instance().store(
@@ -58,10 +61,14 @@ class ActbenchSweeper(Sweeper):
         confirm_seeds: list[int] | None,
         report: bool,
         extend: int = 0,
+        reduce: str = "[]",
     ) -> None:
         self.name = name
+        self.reductions = tuning.reductions_from_json(reduce)
         self.protocol = (
-            tuning.Protocol(select, metric, goal, tuple(confirm_seeds), extend)
+            tuning.Protocol(
+                select, metric, goal, tuple(confirm_seeds), extend, reductions=self.reductions
+            )
             if select and confirm_seeds
             else None
         )
@@ -221,7 +228,9 @@ class ActbenchSweeper(Sweeper):
         dirs = self._run_dirs(jobs)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         self.stage_dirs[stage or "all"] = dirs
-        records.write_grid(sweep_dir, self.stage_dirs)
+        records.write_grid(
+            sweep_dir, self.stage_dirs, reduced=[r.describe() for r in self.reductions]
+        )
         done = self._finished(jobs, dirs)
         todo = [job for job, finished in zip(jobs, done, strict=True) if not finished]
         manifest = {
@@ -286,6 +295,7 @@ class ActbenchSweeper(Sweeper):
         assert self.config is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         (jobs,) = BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)
+        jobs = tuning.reduce_jobs(jobs, self.reductions)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -314,16 +324,20 @@ class ActbenchSweeper(Sweeper):
         grid (up to the file's ``extend`` values per side); writes ``selection.json``."""
         proto = self.protocol
         assert proto is not None
-        grid = tuning.grid_values(jobs, proto.select)
+        # Each group's own grid of the tuned value (a reduction may narrow it for some groups).
+        grids: dict[tuple[str, ...], list[str]] = {}
+        for job in jobs:
+            grids.setdefault(records.selection_group(job, proto.select), []).append(job)
+        grid = {g: tuning.grid_values(js, proto.select) for g, js in grids.items()}
         tune_jobs = list(jobs)
         while True:
             groups = {records.selection_group(job, proto.select) for job in tune_jobs}
-            confirm = [sweeps.run_kind(list(g)) for g in sorted(groups) for _ in proto.seeds]
+            confirm = [sweeps.run_kind(list(g)) for g in sorted(groups) for _ in proto.seeds_for(g)]
             dirs = self._run_stage("tune", tune_jobs, to_come=confirm)
             summaries = [records.read_summary(d) for d in dirs]
             chosen = tuning.select_best(tune_jobs, summaries, proto)
             self.tune_accelerator = tuning.confirm_accelerator(summaries)
-            brackets = {g: tuning.bracket(c, grid, proto.extend) for g, c in chosen.items()}
+            brackets = {g: tuning.bracket(c, grid[g], proto.extend) for g, c in chosen.items()}
             more = [j for j in tuning.extension_jobs(jobs, brackets, proto) if j not in tune_jobs]
             if not more:
                 break
