@@ -496,6 +496,11 @@ def test_a_reduced_protocol_runs_its_own_steps_lrs_and_confirmation_seeds(
     assert [r["seeds"]["seed"] for r in of("gelu", "confirm")] == [0]
     assert {r["activation"]["name"]: r["steps"] for r in runs} == {"relu": 20, "gelu": 14}
     assert "optimizer.lr=0.001" in of("gelu", "confirm")[0]["overrides"]
+    # The projection, before the first run: the reduced grid's runs and confirmation seeds.
+    first = done.stdout.splitlines()
+    projected = next(i for i, line in enumerate(first) if "projected ~" in line)
+    assert projected < next(i for i, line in enumerate(first) if "[tune]: 3 runs" in line)
+    assert "for 3 runs + 3 confirmation runs" in first[projected]
     readme = build_report(sweep_dir, tmp_path / "report", sweep_name="reduced").read_text()
     assert (
         "Reduced protocol (the sweep file's `actbench.reduce`), activation=gelu: "  # yaml sorts

@@ -250,7 +250,8 @@ def check_points(overrides: list[str]) -> None:
 # --- selection, progress -----------------------------------------------------------
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """``1h05m``, ``6m38s``: how the sweep's lines print a duration."""
     if not math.isfinite(seconds):
         return "?"
     seconds = round(seconds)
@@ -308,8 +309,8 @@ def progress_line(manifest: dict[str, Any], now: float | None = None) -> str:
     stage = f" [{manifest['stage']}]" if manifest.get("stage") else ""
     return (
         f"sweep {manifest['name']}{stage}: {done}/{len(runs)} done ({diverged} diverged, "
-        f"{failed} failed) · {_duration(now - manifest['started'])} elapsed · "
-        f"{'≥' if unknown else '~'}{_duration(left)} left"
+        f"{failed} failed) · {duration(now - manifest['started'])} elapsed · "
+        f"{'≥' if unknown else '~'}{duration(left)} left"
         + (f" ({'; '.join(notes)})" if notes else "")
     )
 

@@ -301,6 +301,7 @@ class ActbenchSweeper(Sweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         self.failures = []
         self.stage_dirs = {}  # this invocation's grid replaces an earlier one
+        self._print_projection(jobs)
 
         if self.protocol is None:
             self._run_stage(None, jobs)
@@ -318,6 +319,48 @@ class ActbenchSweeper(Sweeper):
                 + " (rerun the same command to retry them; finished runs are kept)"
             )
         return []
+
+    def _print_projection(self, jobs: list[list[str]]) -> None:
+        """The sweep's projected time before its first run (:mod:`actbench.projection`): the
+        runs not yet finished and, in two stages, the confirmation runs to follow (each at
+        the cost of its group's tuning runs)."""
+        from actbench.projection import project
+
+        assert self.config is not None
+        done = self._finished(jobs, self._run_dirs(jobs))
+        todo = [job for job, finished in zip(jobs, done, strict=True) if not finished]
+        if not todo:
+            return
+        confirm: list[list[str]] = []
+        if self.protocol is not None:
+            first: dict[tuple[str, ...], list[str]] = {}
+            for job in jobs:
+                first.setdefault(records.selection_group(job, self.protocol.select), job)
+            confirm = [job for g, job in first.items() for _ in self.protocol.seeds_for(g)]
+        cache: dict[Any, DictConfig] = self.__dict__.setdefault("_job_configs", {})
+        saved = HydraConfig.instance().cfg
+        started = time.perf_counter()
+        try:
+
+            def configs():
+                for job in todo + confirm:
+                    cfg = self._job_config(job, cache)
+                    HydraConfig.instance().cfg = cfg  # what ${hydra:...} in the config reads
+                    yield job, cfg, sweeps.run_kind(job)
+
+            threads = int(OmegaConf.select(self.config, "torch_threads") or 1)
+            projection = project(configs(), threads)
+        finally:
+            if saved is not None:
+                HydraConfig.instance().cfg = saved
+        workers = int(OmegaConf.select(self.config, "hydra.launcher.n_jobs") or 1)
+        kinds = "; ".join(f"{k} ~{v:.0f} s" for k, v in projection.per_kind.items())
+        stages = f"{len(todo)} runs" + (f" + {len(confirm)} confirmation runs" if confirm else "")
+        print(f"sweep {self.name}: projected ~{sweeps.duration(projection.total(workers))} on "
+              f"{workers} worker(s) for {stages} (a run: {kinds}; timed on this machine in "
+              f"{time.perf_counter() - started:.0f} s"
+              + ("; outward LR extensions not counted" if confirm else "") + ")",
+              flush=True)  # fmt: skip
 
     def _tune(self, jobs: list[list[str]], sweep_dir: Path) -> dict[tuple[str, ...], Any]:
         """The tuning stage, extended outward while a group's choice sits on an edge of the
