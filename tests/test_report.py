@@ -403,6 +403,33 @@ def test_cli_unknown_sweep_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Cap
     assert code == 0 and (out / "alpha" / "README.md").is_file()
 
 
+def test_exported_records_rebuild_the_report_without_checkpoints(tmp_path: Path, capsys):
+    from actbench import records
+
+    root = tmp_path / "multirun"
+    sweep = root / "alpha"
+    kept = [write_run(sweep, act, seed) for act in ("relu", "gelu") for seed in (0, 1)]
+    stale = write_run(sweep, "elu", 0)  # a folder of an earlier grid
+    records.write_grid(sweep, {"all": kept}, reduced=["model=vit: trainer.max_steps 300"])
+    (kept[0] / "last.ckpt").write_bytes(b"weights")
+    out, exported = tmp_path / "reports", tmp_path / "docs" / "alpha"
+    args = ["alpha", "--runs-root", str(root), "--out", str(out), "--no-wandb"]
+    assert cli.main([*args, "--export-records", str(exported)]) == 0
+    assert "4 run records -> " in capsys.readouterr().out
+    assert sorted(p.name for p in exported.iterdir()) == sorted(
+        [records.GRID, *(k.name for k in kept)]
+    )
+    assert (
+        not (exported / stale.name).exists()
+        and not (exported / kept[0].name / "last.ckpt").exists()
+    )
+    assert (exported / kept[0].name / records.SUMMARY).is_file()
+    again = cli.build_report(exported, tmp_path / "again", sweep_name="alpha").read_text()
+    first = (out / "alpha" / "README.md").read_text()
+    body = lambda text: text.split("## What was measured", 1)[1]  # noqa: E731 (after the header)
+    assert body(again) == body(first) and "trainer.max_steps 300" in again
+
+
 def _inspect(path: Path, *args: str) -> str:
     """W&B's own reader of a run's transaction log."""
     return subprocess.run(

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -521,6 +522,42 @@ def write_grid(
     if reduced:
         data["reduced"] = list(reduced)
     return atomic_write_json(root / GRID, data, indent=1)
+
+
+# What a sweep's records are, for a reader: everything else in a run folder (checkpoints,
+# pack states, W&B's offline files, Hydra's logs) is for resuming or for W&B.
+RECORD_FILES = (SUMMARY, CONFIG, METRICS, TEST_CORRECT)
+
+
+def export_records(sweep_dir: Path, dest: Path) -> int:
+    """Copy the records of ``sweep_dir``'s current grid (every folder ``grid.json`` lists,
+    or every run folder without one) into ``dest``: :data:`RECORD_FILES` per run, and the
+    sweep's ``grid.json`` and ``selection.json``, so ``actbench-report DEST`` rebuilds the
+    report. ``dest`` is replaced as a whole at the end (a failed copy keeps the old one).
+    Returns the number of runs copied."""
+    sweep_dir, dest = Path(sweep_dir), Path(dest)
+    listed = grid_folders(sweep_dir)
+    stage = dest.parent / f".{dest.name}.exporting"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    copied = 0
+    for folder in run_folders(sweep_dir):
+        if listed is not None and folder.name not in listed:
+            continue
+        out = stage / folder.name
+        out.mkdir()
+        for name in RECORD_FILES:
+            if (folder / name).is_file():
+                shutil.copy2(folder / name, out / name)
+        copied += 1
+    for name in (GRID, SELECTION):
+        if (sweep_dir / name).is_file():
+            shutil.copy2(sweep_dir / name, stage / name)
+    if dest.exists():
+        shutil.rmtree(dest)
+    stage.rename(dest)
+    return copied
 
 
 def grid_reductions(sweep_dir: Path) -> list[str]:

@@ -109,6 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path("reports"), help="writes OUT/<sweep>/")
     parser.add_argument("--no-wandb", action="store_true", help="do not log the report to W&B")
+    parser.add_argument(
+        "--export-records",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also copy the grid's run records (summary, config, metrics, test correctness; "
+        "no checkpoints) into DIR, from which actbench-report DIR rebuilds the report",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="actbench-report: warning: %(message)s")
     try:
@@ -121,4 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     counts = status_counts(read_sweep_records(sweep_dir)[0])
     print(f"actbench-report: {name}: {status_phrase(counts)} -> {readme}")
+    if args.export_records is not None:
+        copied = records.export_records(sweep_dir, args.export_records)
+        print(f"actbench-report: {copied} run records -> {args.export_records}")
     return 0
