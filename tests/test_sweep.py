@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -413,21 +414,25 @@ def _sweep_cmd(path: Path, tmp_path: Path, data_root: Path, *extra: str) -> list
     ]  # fmt: skip
 
 
-def test_two_stage_sweep_tunes_on_validation_then_confirms_on_fresh_seeds(
-    tmp_path: Path, data_root: Path
-):
-    spec = {
+def _two_stage(steps: int, **block: Any) -> dict:
+    """A tiny two-stage sweep: relu and gelu x two LRs on tuning seed 100, confirmed on 0, 1."""
+    return {
         "method": "grid",
         "parameters": {
             "activation": {"values": ["relu", "gelu"]},
             "optimizer.lr": {"values": [1e-3, 3e-2]},
             "seed": {"values": [100]},
             "data": {"value": "digits"},
-            "trainer.max_steps": {"value": 25},
+            "trainer.max_steps": {"value": steps},
         },
-        "actbench": {"confirm": {"select": "optimizer.lr", "seeds": [0, 1]}},
+        "actbench": {"confirm": {"select": "optimizer.lr", "seeds": [0, 1]}, **block},
     }
-    path = _write(tmp_path / "two.yaml", spec)
+
+
+def test_two_stage_sweep_tunes_on_validation_then_confirms_on_fresh_seeds(
+    tmp_path: Path, data_root: Path
+):
+    path = _write(tmp_path / "two.yaml", _two_stage(25))
     done = subprocess.run(
         _sweep_cmd(path, tmp_path, data_root), cwd=tmp_path, capture_output=True, text=True
     )
@@ -462,24 +467,13 @@ def test_a_reduced_protocol_runs_its_own_steps_lrs_and_confirmation_seeds(
 ):
     from actbench.report.cli import build_report
 
-    spec = {
-        "method": "grid",
-        "parameters": {
-            "activation": {"values": ["relu", "gelu"]},
-            "optimizer.lr": {"values": [1e-3, 3e-2]},
-            "seed": {"values": [100]},
-            "data": {"value": "digits"},
-            "trainer.max_steps": {"value": 20},
-        },
-        "actbench": {
-            "confirm": {"select": "optimizer.lr", "seeds": [0, 1]},
-            "reduce": [{
-                "when": {"activation": "gelu"}, "confirm_seeds": [0], "why": "a test budget",
-                "parameters": {"trainer.max_steps": {"value": 14},
-                               "optimizer.lr": {"values": [1e-3]}},
-            }],
-        },
-    }  # fmt: skip
+    spec = _two_stage(
+        20,
+        reduce=[{
+            "when": {"activation": "gelu"}, "confirm_seeds": [0], "why": "a test budget",
+            "parameters": {"trainer.max_steps": {"value": 14}, "optimizer.lr": {"values": [1e-3]}},
+        }],
+    )  # fmt: skip
     path = _write(tmp_path / "reduced.yaml", spec)
     done = subprocess.run(
         _sweep_cmd(path, tmp_path, data_root), cwd=tmp_path, capture_output=True, text=True
