@@ -523,6 +523,8 @@ def test_failed_runs_make_the_sweep_fail_by_name_and_diverged_runs_are_results(
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("actbench-sweep: error: 2 run(s) of sweep mixed failed")
     assert "data=mnist" in last
+    # The projection cannot time a kind whose data is missing: a lower bound, saying so.
+    assert "projected ≥" in done.stdout and "not timed, not counted: data=mnist" in done.stdout
     records = _records(tmp_path / "multirun" / "mixed")
     digits = sorted(r["status"] for r in records.values() if "data=digits" in r["overrides"])
     assert digits == ["completed", "diverged"]  # a diverged run is a result, not a failure

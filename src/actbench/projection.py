@@ -135,6 +135,7 @@ class Projection:
     seconds: list[float]
     labels: list[str]
     per_kind: dict[str, float]
+    untimed: list[str]  # kinds that could not be timed here (their runs will fail or differ)
 
     def total(self, workers: int) -> float:
         return sum(self.seconds) / max(workers, 1)
@@ -144,17 +145,28 @@ def project(runs: Iterable[tuple[list[str], DictConfig, str]], threads: int) -> 
     """Each run's projected seconds; ``runs``: each run's overrides, its composed config (read
     at once: the sweeper reuses the objects) and a label for its kind. Each kind is timed
     once, in a config composed from its first run's overrides; call inside Hydra."""
-    costs: dict[tuple[Any, ...], KindCost] = {}
-    seconds, labels, per_kind = [], [], {}
+    costs: dict[tuple[Any, ...], KindCost | None] = {}
+    seconds, labels, per_kind, untimed = [], [], {}, []
     for job, cfg, label in runs:
         key = kind_key(cfg)
         if key not in costs:
             # The run's task config composed afresh, as its job composes it (inside Hydra).
             from hydra import compose
 
-            task = compose(config_name="config", overrides=[*job, "run_dir=."])
-            costs[key] = time_kind(task, threads)
+            try:
+                task = compose(config_name="config", overrides=[*job, "run_dir=."])
+                costs[key] = time_kind(task, threads)
+            except Exception as err:
+                from actbench.config import is_user_error
+
+                if not is_user_error(err):
+                    raise  # a bug, not a run that will fail by name later
+                costs[key] = None  # e.g. data files that are not there
+        if costs[key] is None:
+            if label not in untimed:
+                untimed.append(label)
+            continue
         seconds.append(run_seconds(cfg, costs[key]))
         labels.append(label)
         per_kind.setdefault(label, seconds[-1])
-    return Projection(seconds, labels, per_kind)
+    return Projection(seconds, labels, per_kind, untimed)

@@ -356,7 +356,11 @@ class ActbenchSweeper(Sweeper):
         workers = int(OmegaConf.select(self.config, "hydra.launcher.n_jobs") or 1)
         kinds = "; ".join(f"{k} ~{v:.0f} s" for k, v in projection.per_kind.items())
         stages = f"{len(todo)} runs" + (f" + {len(confirm)} confirmation runs" if confirm else "")
-        print(f"sweep {self.name}: projected ~{sweeps.duration(projection.total(workers))} on "
+        if projection.untimed:
+            kinds += f"; not timed, not counted: {', '.join(projection.untimed)}"
+        bound = "≥" if projection.untimed else "~"
+        total = sweeps.duration(projection.total(workers))
+        print(f"sweep {self.name}: projected {bound}{total} on "
               f"{workers} worker(s) for {stages} (a run: {kinds}; timed on this machine in "
               f"{time.perf_counter() - started:.0f} s"
               + ("; outward LR extensions not counted" if confirm else "") + ")",
