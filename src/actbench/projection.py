@@ -23,10 +23,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 # A run's step ÷ the bare optimizer step: validation, logging, callbacks and Lightning's loop
-# (make bench: a member-step of a pack 1.05× the plain loop's; an unpacked run's 1.5×).
+# (make bench, 2026-12-02: a member-step of a pack 1.01-1.05× the plain loop's; an unpacked
+# run's 1.5× before fused Adam).
 STEP_OVERHEAD = {True: 1.1, False: 1.5}  # packed?
-# Start-up per run: an unpacked run is its own process (start-up row: ~4-5 s); a pack's
-# members share one (~0.5 s each to build, open and close).
+# Start-up per run: an unpacked run is its own process (start-up row: ~5 s); a pack's
+# members share one (profiled: ~0.4 s each for W&B's offline run start, plus building).
 START_S = {True: 0.5, False: 4.5}
 # The curvature callback's products per estimate (Lanczos for both ends and Adam's
 # preconditioned sharpness, warm-started), and the trace's samples once: 11-18 per estimate
@@ -82,7 +83,9 @@ def time_kind(cfg: DictConfig, threads: int) -> KindCost:
         model = module.model
         x, y = datamodule.splits["train"]
         batch = int(cfg.data.batch_size)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+        # The run's own optimizer (kind, settings, fused kernel), as its Classifier builds it.
+        built = module.configure_optimizers()
+        optimizer = built["optimizer"] if isinstance(built, dict) else built
         model.train()
 
         def step() -> None:
