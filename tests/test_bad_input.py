@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from actbench.config import ConfigError, one_line_error, register_configs, run_id, validate
 from actbench.data import DataError, DataModule, torchvision_files
-from actbench.diagnostics.base import probe_sizes
+from actbench.diagnostics.base import instantiate_callbacks, probe_sizes
 from conftest import CONF_DIR, run_train
 
 register_configs()
@@ -124,6 +124,24 @@ def test_a_probe_larger_than_its_split_is_the_whole_split_with_one_warning(
     assert "\n" not in record.getMessage()
     caplog.clear()
     assert probe_sizes(cfg, sizes, warn=False) == clamped and not caplog.records  # ranks > 0
+
+
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        ("callbacks.curvature.lanczos_converge=bad",
+         "callbacks.curvature.lanczos_converge='bad'; valid: both, top"),
+        ("callbacks.curvature.trace_every=0", "callbacks.curvature.trace_every=0 is out of range"),
+        ("callbacks.dead_neurons.points=0", "callbacks.dead_neurons.points=0 is out of range"),
+    ],
+)  # fmt: skip
+def test_a_callback_refusing_its_arguments_names_the_key_in_one_line(override: str, line: str):
+    # Hydra's own message names only the class on its first line; the run needs the key.
+    cfg = _compose("callbacks=default", override)
+    with pytest.raises(ConfigError) as info:
+        instantiate_callbacks(cfg, {"train": 1293, "val": 144, "test": 360}, warn=False)
+    message = one_line_error(info.value)
+    assert message.startswith(line) and "\n" not in message, message
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:

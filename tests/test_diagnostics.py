@@ -33,6 +33,10 @@ def test_cadence_is_log_spaced_dense_early_and_ends_at_the_end():
     gaps = np.diff(steps)
     assert gaps[0] < gaps[-1] / 50  # dense early, sparse late
     assert log_spaced_steps(5, 12) == [0, 1, 2, 3, 4, 5]
+    # Two points are the ends (the default curvature cadence), three add step 1.
+    assert log_spaced_steps(3000, 2) == [0, 3000]
+    assert log_spaced_steps(3000, 3) == [0, 1, 3000]
+    assert log_spaced_steps(1, 2) == [0, 1]
 
 
 def _mlp(name: str, width: int = 16, depth: int = 2, seed: int = 0) -> MLP:

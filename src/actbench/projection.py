@@ -29,10 +29,10 @@ STEP_OVERHEAD = {True: 1.1, False: 1.5}  # packed?
 # Start-up per run: an unpacked run is its own process (start-up row: ~5 s); a pack's
 # members share one (profiled: ~0.4 s each for W&B's offline run start, plus building).
 START_S = {True: 0.5, False: 4.5}
-# The curvature callback's products per estimate (Lanczos for both ends and Adam's
-# preconditioned sharpness, warm-started), and the trace's samples once: 11-18 per estimate
-# plus 32 at the end on the default MLP and ViT (curv/hvps, 2026-12-02).
-HVPS_PER_POINT = 16
+# The curvature callback's products per estimate (Lanczos for the top and, after step 0,
+# Adam's preconditioned sharpness), and the trace's samples once: 8-17 per estimate plus 32 at
+# the end on the default MLP (curv/hvps, 2026-12-02).
+HVPS_PER_POINT = 12
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,12 @@ def hvps_per_run(cfg: DictConfig) -> int:
     curvature = (cfg.get("callbacks") or {}).get("curvature")
     if not curvature:
         return 0
-    return HVPS_PER_POINT * int(curvature.get("points", 3)) + int(curvature.get("trace_samples", 0))
+    from actbench.diagnostics.base import fixed_steps, log_spaced_steps
+
+    steps = int(cfg.trainer.max_steps)
+    every = curvature.get("every_n_steps")
+    cadence = fixed_steps(steps, every) if every else log_spaced_steps(steps, curvature.points)
+    return HVPS_PER_POINT * len(set(cadence) | {steps}) + int(curvature.get("trace_samples", 0))
 
 
 def kind_key(cfg: DictConfig) -> tuple[Any, ...]:

@@ -60,7 +60,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from pytorch_lightning.callbacks import TQDMProgressBar
 
     from actbench.config import validate, validate_trainer
-    from actbench.diagnostics.base import probe_sizes
+    from actbench.diagnostics.base import instantiate_callbacks
     from actbench.divergence import DivergenceMonitor
     from actbench.lifecycle import ResumableState, RunLifecycle, scalars
     from actbench.module import build_classifier, skip_nvml_check_without_cuda
@@ -93,8 +93,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run.begin(model.init_gain, datamodule.stats)
     loggers = run.loggers(flat_config(typed, model.init_gain))
 
-    probes = probe_sizes(cfg, datamodule.stats["sizes"], warn=run.rank_zero)
-    callbacks = [instantiate(node, **probes.get(name, {})) for name, node in cfg.callbacks.items()]
+    callbacks = instantiate_callbacks(cfg, datamodule.stats["sizes"], warn=run.rank_zero)
     resumable = ResumableState()
     callbacks += [DivergenceMonitor(), resumable]
     # The bar redraws itself on a terminal; written to a file or a pipe it is only noise.

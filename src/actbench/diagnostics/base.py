@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,9 +21,14 @@ log = logging.getLogger("actbench.train")
 
 
 def log_spaced_steps(total: int, points: int) -> list[int]:
-    """At least ``points`` steps in [0, total], log-spaced (dense early), ending at total."""
+    """At least ``points`` steps in [0, total], log-spaced (dense early), ending at total.
+
+    Two points are the two ends, 0 and ``total`` (a single log-spaced point would be step 1).
+    """
     if total <= 0:
         return [0]
+    if points <= 2:
+        return [0, total]
     k = points
     while True:
         steps = np.unique(np.round(np.geomspace(1, total, max(k - 1, 1))).astype(int))
@@ -225,3 +231,33 @@ def probe_sizes(cfg: DictConfig, sizes: dict[str, int], warn: bool) -> dict[str,
                 name, size, split, sizes[split],
             )  # fmt: skip
     return clamped
+
+
+def instantiate_callbacks(
+    cfg: DictConfig, sizes: dict[str, int], warn: bool, skip: tuple[str, ...] = ()
+) -> list[pl.Callback]:
+    """The run's callbacks from ``cfg.callbacks`` (probes clamped to their splits; ``skip`` left
+    out), a constructor's refusal of its arguments turned into one line naming the key.
+
+    The callbacks check their own arguments (ranges, choices) and raise ValueError; Hydra wraps
+    that in a message whose first line names only the class.
+    """
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from actbench.config import ConfigError
+
+    probes = probe_sizes(cfg, sizes, warn)
+    built = []
+    for name, node in cfg.callbacks.items():
+        if name in skip:
+            continue
+        try:
+            built.append(instantiate(node, **probes.get(name, {})))
+        except InstantiationException as err:
+            if not isinstance(err.__cause__, ValueError):
+                raise
+            reason = str(err.__cause__)
+            sep = "." if re.match(r"\w+=", reason) else ": "
+            raise ConfigError(f"callbacks.{name}{sep}{reason}") from err
+    return built

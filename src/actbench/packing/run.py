@@ -108,7 +108,7 @@ def _fit(members: list[Member], datamodule: Any) -> None:
     from hydra.utils import instantiate
     from pytorch_lightning.callbacks import TQDMProgressBar
 
-    from actbench.diagnostics.base import probe_sizes
+    from actbench.diagnostics.base import instantiate_callbacks
     from actbench.divergence import DivergenceMonitor
     from actbench.packing.module import PackedClassifier
     from actbench.tracking import flat_config
@@ -121,12 +121,10 @@ def _fit(members: list[Member], datamodule: Any) -> None:
         m.run.begin(m.model.init_gain, datamodule.stats)
         m.run.pack = {"id": pack_id, "size": len(members)}
         m.loggers = m.run.loggers(flat_config(m.typed, m.model.init_gain))
-        probes = probe_sizes(m.cfg, datamodule.stats["sizes"], warn=m is first)
-        m.callbacks = [
-            instantiate(node, **probes.get(name, {}))
-            for name, node in m.cfg.callbacks.items()
-            if name != "checkpoint"  # the pack saves its members (packing.state)
-        ]
+        # The pack saves its members itself (packing.state): no checkpoint callback.
+        m.callbacks = instantiate_callbacks(
+            m.cfg, datamodule.stats["sizes"], warn=m is first, skip=("checkpoint",)
+        )
         if m.restored is not None:
             for callback, saved in zip(m.callbacks, m.restored["callbacks"], strict=False):
                 callback.load_state_dict(saved)
