@@ -50,7 +50,8 @@ def hvps_per_run(cfg: DictConfig) -> int:
 
     steps = int(cfg.trainer.max_steps)
     every = curvature.get("every_n_steps")
-    cadence = fixed_steps(steps, every) if every else log_spaced_steps(steps, curvature.points)
+    points = int(curvature.get("points", 10))
+    cadence = fixed_steps(steps, every) if every else log_spaced_steps(steps, points)
     return HVPS_PER_POINT * len(set(cadence) | {steps}) + int(curvature.get("trace_samples", 0))
 
 
