@@ -91,6 +91,10 @@ class ActbenchSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
+        # The local launcher lists every job's overrides at INFO (a pack's whole member list
+        # among them) before each stage; the sweeper's own stage and progress lines say what
+        # runs, so only its warnings and errors are shown.
+        logging.getLogger("hydra_plugins.hydra_joblib_launcher").setLevel(logging.WARNING)
 
     # -- where a job's record lives ---------------------------------------------------------
 
