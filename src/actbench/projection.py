@@ -46,13 +46,11 @@ def hvps_per_run(cfg: DictConfig) -> int:
     curvature = (cfg.get("callbacks") or {}).get("curvature")
     if not curvature:
         return 0
-    from actbench.diagnostics.base import fixed_steps, log_spaced_steps
+    from actbench.diagnostics.base import cadence
 
     steps = int(cfg.trainer.max_steps)
-    every = curvature.get("every_n_steps")
-    points = int(curvature.get("points", 10))
-    cadence = fixed_steps(steps, every) if every else log_spaced_steps(steps, points)
-    return HVPS_PER_POINT * len(set(cadence) | {steps}) + int(curvature.get("trace_samples", 0))
+    points = cadence(steps, int(curvature.get("points", 10)), curvature.get("every_n_steps"))
+    return HVPS_PER_POINT * len(points | {steps}) + int(curvature.get("trace_samples", 0))
 
 
 def kind_key(cfg: DictConfig) -> tuple[Any, ...]:

@@ -17,6 +17,8 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.seed import isolate_rng
 from torch import nn
 
+from actbench.config import ConfigError
+
 log = logging.getLogger("actbench.train")
 
 
@@ -43,9 +45,17 @@ def fixed_steps(total: int, every: int) -> list[int]:
     For quantities followed over the whole run (sharpness against 2/η, a dead fraction's peak
     and recovery): the log-spaced default is sparse exactly where they settle, late in training.
     """
-    if every < 1:
-        raise ValueError(f"every_n_steps={every!r} is out of range; must be >= 1")
+    if every < 1:  # bad input, not a bug: a sweep's projection leaves such a kind untimed
+        raise ConfigError(f"every_n_steps={every!r} is out of range; must be >= 1")
     return sorted({*range(0, max(total, 0) + 1, every), max(total, 0)})
+
+
+def cadence(total: int, points: int, every_n_steps: int | None = None) -> set[int]:
+    """The steps a diagnostic measures at over ``total`` steps: ``points`` log-spaced ones, or
+    every ``every_n_steps``-th when that is set (both include 0 and ``total``)."""
+    if every_n_steps is None:
+        return set(log_spaced_steps(total, points))
+    return set(fixed_steps(total, every_n_steps))
 
 
 @contextlib.contextmanager
@@ -127,11 +137,7 @@ class Diagnostic(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         total = int(trainer.estimated_stepping_batches)
         self.final_step = total
-        self.steps = set(
-            log_spaced_steps(total, self.points)
-            if self.every_n_steps is None
-            else fixed_steps(total, self.every_n_steps)
-        )
+        self.steps = cadence(total, self.points, self.every_n_steps)
 
     def due(self, step: int) -> bool:
         return step in self.steps
@@ -244,8 +250,6 @@ def instantiate_callbacks(
     """
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
-
-    from actbench.config import ConfigError
 
     probes = probe_sizes(cfg, sizes, warn)
     built = []
